@@ -1,0 +1,13 @@
+"""jaxvis: see what the filters of a convolutional network respond to (JAX/Flax).
+
+Library functions are pure: they take params, arrays and explicit ``jax.random`` keys and return
+arrays and measurements. Files, printing and progress bars live in :mod:`jaxvis.cli` and ``scripts/``.
+"""
+from jaxvis.errors import JaxvisError, WeightsError
+from jaxvis.models import (ModelSpec, available_models, deprocess, get_model, load_keras_h5, preprocess,
+                           register)
+
+__version__ = '0.1.0'
+
+__all__ = ['JaxvisError', 'WeightsError', 'ModelSpec', 'available_models', 'deprocess', 'get_model',
+           'load_keras_h5', 'preprocess', 'register']

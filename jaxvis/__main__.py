@@ -1,0 +1,5 @@
+import sys
+
+from jaxvis.cli import main
+
+sys.exit(main())
