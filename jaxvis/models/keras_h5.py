@@ -143,7 +143,10 @@ def load_keras_h5(path: str | os.PathLike, model: str | None = None) -> Params:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise WeightsError(f'{path}: unreadable or truncated HDF5 file ({type(e).__name__}: {e})') from None
-    model = model or _infer_model(by_name, path)
+    inferred = _infer_model(by_name, path)
+    if model is not None and model != inferred:
+        raise WeightsError(f'{path}: these are {inferred} weights, not {model}')
+    model = model or inferred
     params: Params = {}
     for name, shape in expected_shapes(KNOWN[model]).items():
         if name not in by_name:

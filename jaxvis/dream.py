@@ -1,0 +1,224 @@
+"""DeepDream: gradient ascent on a photo to amplify what whole layers respond to, over octaves.
+
+The image is optimised in **RGB pixel space, float32 0..255**; the model's own ``preprocess`` is
+applied inside the objective. Each step (``jit``-compiled once per octave shape, cached, so the frames
+of a sequence reuse it):
+
+1. roll the image by a random offset (``jax.random``; the key is split per octave and per step),
+2. compute the objective's gradient, tile by tile (:mod:`jaxvis.dream_tiles`), roll it back,
+3. normalise it by its mean absolute value and add ``step_size * 255`` times it, so each pixel moves
+   ``step_size * 255`` grey levels on average (0.01 -> 2.55 levels; keras.io's 0.01 in [-1, 1] is 1.3),
+4. optionally blur with a Gaussian of ``blur_sigma`` pixels, and clip to 0..255.
+
+Octaves run from the smallest size up (sizes ``shape / octave_scale**i``); at each upscale the detail
+that the downscale lost is put back (keras.io: ``original@shape - upscaled(original@previous shape)``).
+Octaves too small for the deepest layer are skipped, and ``history['octaves']`` says how many ran.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxvis.dream_ops import gaussian_blur, mirror_roll, octave_shapes, resize, zoom_rotate
+from jaxvis.dream_tiles import OBJECTIVES, add_tile, crop_tiles, pad_for_tiles, plan_axis, tile_value_and_grad
+from jaxvis.errors import JaxvisError
+from jaxvis.models import ModelSpec, get_model
+
+DEFAULT_LAYERS = {'block4_conv3': 1.0}
+
+
+class DreamResult(NamedTuple):
+    """``image``: ``[H, W, 3]`` float32 RGB in 0..255.
+
+    ``history``: ``{'objective': [[steps] float32 per octave], 'shapes': [(h, w) per octave],
+    'octaves': octaves run}``; objective values are taken before each step.
+    """
+
+    image: jax.Array
+    history: dict[str, Any]
+
+
+def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None, octaves: int = 4,
+              octave_scale: float = 1.4, steps: int = 10, step_size: float = 0.01,
+              key: jax.Array | None = None, model: str | ModelSpec = 'vgg16', tile_size: int | None = 512,
+              tile_margin: int = 0, blur_sigma: float = 0.0, objective: str = 'mean_square',
+              on_octave: Callable[[int, tuple[int, int]], None] | None = None) -> DreamResult:
+    """Dream on ``image``: amplify what ``layers`` respond to.
+
+    Args:
+      params: the model's params pytree (e.g. from :func:`jaxvis.load_keras_h5`).
+      image: ``[H, W, 3]`` RGB in 0..255 (any real dtype).
+      layers: ``{layer: weight}`` (or one layer name); default ``{'block4_conv3': 1.0}``.
+      octaves: number of scales; octave_scale: size ratio between them (> 1).
+      steps: gradient-ascent steps per octave; step_size: mean change per step as a fraction of 255.
+      key: ``jax.random`` key for the rolls; ``None`` means ``jax.random.key(0)``.
+      model: registry name or :class:`ModelSpec`; only layers up to the deepest requested one run.
+      tile_size: longest tile side in pixels (``None``: never tile); memory grows with its square.
+      tile_margin: context pixels around each tile (see :mod:`jaxvis.dream_tiles`); 0 is fastest.
+      blur_sigma: Gaussian blur (pixels) after every step; 0 turns it off.
+      objective: 'mean_square' (default) or 'mean' of each layer's activations.
+      on_octave: called as ``on_octave(index, (h, w))`` after each octave (for progress bars).
+
+    Returns:
+      :class:`DreamResult` with the image at the input's size.
+
+    Raises:
+      JaxvisError: unknown layer or objective, bad option, or an image smaller than the deepest
+        layer's stride (the message gives the minimum size).
+    """
+    spec = get_model(model)
+    layer_rows = _layer_rows(spec, layers)
+    deepest = layer_rows[-1][0]
+    x = jnp.asarray(image, jnp.float32)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise JaxvisError(f'image must be [H, W, 3] RGB, got shape {tuple(x.shape)}')
+    _check_options(octaves=octaves, octave_scale=octave_scale, steps=steps, objective=objective,
+                   tile_size=tile_size, stride=max(s for _, _, s in layer_rows))
+    spec.check_size(deepest, min(x.shape[:2]))
+    shapes = [s for s in octave_shapes(x.shape[:2], octaves, octave_scale)
+              if spec.output_size(deepest, min(s)) >= 1]
+    key = jax.random.key(0) if key is None else key
+    run = _octave_runner(spec, layer_rows, objective, int(steps), float(step_size), float(blur_sigma),
+                         tile_size, int(tile_margin))
+    img = resize(x, shapes[0])
+    history = {'objective': [], 'shapes': shapes, 'octaves': len(shapes)}
+    for i, (shape, k) in enumerate(zip(shapes, jax.random.split(key, len(shapes)))):
+        if i:
+            img = _upscale_with_detail(img, x, shapes[i - 1], shape)
+        img, values = run(params, img, k)
+        history['objective'].append(values)
+        if on_octave is not None:
+            on_octave(i, shape)
+    return DreamResult(img, history)
+
+
+def dream_sequence(params, image, *, frames: int, zoom: float = 1.05, rotate: float = 0.0,
+                   key: jax.Array | None = None, on_frame: Callable[[int, DreamResult], None] | None = None,
+                   **dream_kwargs) -> jax.Array:
+    """Dream, zoom into the centre and rotate, dream again on the result, ``frames`` times.
+
+    Frame 0 is the dream of ``image``; frame i dreams on frame i-1 zoomed by ``zoom`` and rotated
+    by ``rotate`` degrees. ``key`` (``None``: ``jax.random.key(0)``) is split once per frame.
+    ``on_frame(i, result)`` is called as each frame is done (progress, saving frames as they come).
+    ``dream_kwargs`` go to :func:`deepdream`; the compiled steps are shared by all frames.
+
+    Returns ``[frames, H, W, 3]`` float32 RGB in 0..255.
+    """
+    if frames < 1:
+        raise JaxvisError(f'frames must be at least 1, got {frames}')
+    key = jax.random.key(0) if key is None else key
+    x = jnp.asarray(image, jnp.float32)
+    out = []
+    for i, k in enumerate(jax.random.split(key, frames)):
+        if i:
+            x = _zoom_rotate(x, jnp.float32(zoom), jnp.float32(rotate))
+        result = deepdream(params, x, key=k, **dream_kwargs)
+        x = result.image
+        out.append(x)
+        if on_frame is not None:
+            on_frame(i, result)
+    return jnp.stack(out)
+
+
+def _layer_rows(spec: ModelSpec, layers) -> tuple[tuple[str, float, int], ...]:
+    """``(name, weight, stride)`` in forward order; validates names and weights."""
+    if layers is None:
+        layers = DEFAULT_LAYERS
+    if isinstance(layers, str):
+        layers = {layers: 1.0}
+    if not layers:
+        raise JaxvisError('no layer given to dream on')
+    order = spec.layer_names
+    rows = []
+    for name, weight in layers.items():
+        _, _, _, stride = spec.layer(name)
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise JaxvisError(f'weight of layer {name!r} must be a number, got {weight!r}') from None
+        if weight != weight or weight in (float('inf'), float('-inf')):
+            raise JaxvisError(f'weight of layer {name!r} must be finite, got {weight}')
+        rows.append((name, weight, stride))
+    return tuple(sorted(rows, key=lambda r: order.index(r[0])))
+
+
+def _check_options(*, octaves, octave_scale, steps, objective, tile_size, stride) -> None:
+    if int(octaves) != octaves or octaves < 1:
+        raise JaxvisError(f'octaves must be a whole number >= 1, got {octaves}')
+    if not octave_scale >= 1.0:
+        raise JaxvisError(f'octave scale must be >= 1, got {octave_scale}')
+    if int(steps) != steps or steps < 1:
+        raise JaxvisError(f'steps must be a whole number >= 1, got {steps}')
+    if objective not in OBJECTIVES:
+        raise JaxvisError(f'unknown objective {objective!r}; valid: {", ".join(OBJECTIVES)}')
+    if tile_size is not None and tile_size < stride:
+        raise JaxvisError(f'tile size {tile_size} is smaller than the deepest layer\'s stride ({stride})')
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _upscale_with_detail(img, original, prev_shape, shape):
+    """``img`` upscaled to ``shape`` plus what downscaling ``original`` to ``prev_shape`` lost."""
+    lost = resize(original, shape) - resize(resize(original, prev_shape), shape)
+    return resize(img, shape) + lost
+
+
+_zoom_rotate = jax.jit(lambda x, zoom, degrees: zoom_rotate(x, zoom=zoom, degrees=degrees))
+
+
+@functools.lru_cache(maxsize=32)
+def _octave_runner(spec: ModelSpec, layer_rows, objective, steps, step_size, blur_sigma, tile_size,
+                   tile_margin):
+    """``run(params, image [h, w, 3], key) -> (image, objective [steps])`` for one octave.
+
+    Built once per configuration; its jitted pieces are compiled once per image shape and reused by
+    every later call (the frames of a sequence). The loops over steps and tiles are Python loops
+    around jitted calls: XLA on CPU runs convolutions inside ``scan``/``fori_loop`` 2-3x slower.
+    """
+    module = spec.make(layer_rows[-1][0])
+    stride = max(s for _, _, s in layer_rows)
+
+    def apply_fn(params, x):
+        return module.apply({'params': params}, x)
+
+    @functools.partial(jax.jit, static_argnums=(2,))
+    def prepare(img, key, tiles):
+        """Random mirror roll, to model space, pad for tiles. -> (padded, shift)."""
+        h, w = img.shape[:2]
+        ky, kx = jax.random.split(key)
+        shift = jnp.stack([jax.random.randint(ky, (), 0, 2 * h), jax.random.randint(kx, (), 0, 2 * w)])
+        return pad_for_tiles(spec.preprocess(mirror_roll(img, shift)), tiles), shift
+
+    @functools.partial(jax.jit, static_argnums=(6,), donate_argnums=(2,))
+    def tile_step(params, xp, gp, iy, ix, total, static):
+        tiles, h, w = static
+        v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, layers=layer_rows,
+                                   objective=objective, tiles=tiles)
+        return add_tile(gp, g, iy, ix, tiles), total + v
+
+    @functools.partial(jax.jit, static_argnums=(3,))
+    def finish(img, gp, shift, tiles):
+        """Gradient back through the roll to RGB, normalised step, blur, clip."""
+        _, back = jax.vjp(lambda x: spec.preprocess(mirror_roll(x, shift)), img)
+        g = back(crop_tiles(gp, tiles, img.shape[:2]))[0]
+        g = g / jnp.maximum(jnp.mean(jnp.abs(g)), 1e-8)
+        img = gaussian_blur(img + (step_size * 255.0) * g, blur_sigma)
+        return jnp.clip(img, 0.0, 255.0)
+
+    def run(params, image, key):
+        h, w = image.shape[:2]
+        tiles = (plan_axis(h, tile_size, tile_margin, stride), plan_axis(w, tile_size, tile_margin, stride))
+        values = []
+        for k in jax.random.split(key, steps):
+            xp, shift = prepare(image, k, tiles)
+            gp, total = jnp.zeros_like(xp), jnp.zeros((), jnp.float32)
+            for iy in range(tiles[0].n):
+                for ix in range(tiles[1].n):
+                    gp, total = tile_step(params, xp, gp, jnp.int32(iy), jnp.int32(ix), total, (tiles, h, w))
+            image = finish(image, gp, shift, tiles)
+            values.append(total)
+        return image, jnp.stack(values)
+
+    return run

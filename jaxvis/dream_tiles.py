@@ -1,0 +1,159 @@
+"""The DeepDream objective and its gradient, computed tile by tile so memory stays bounded.
+
+An image axis longer than ``tile_size`` is cut into ``n`` equal *cores* (a multiple of the deepest
+layer's stride, the last one padded past the image); each tile's window adds ``margin`` pixels of
+context on both sides. Every tile is run through the network alone (one forward and backward pass at
+a time, inside a ``fori_loop``), and only the activations over its core count, masked to the
+activations the whole image has. So:
+
+* the objective is a sum over tiles of per-tile sums, divided by the whole image's activation count;
+* with ``margin`` at least the layer's receptive-field radius (:func:`receptive_radius`), the
+  gradient equals the untiled one everywhere except within that radius of the image border, where
+  a tile sees zero padding of the *input* instead of the network's per-layer zero padding;
+* with ``margin=0`` (the Google notebook / TensorFlow tutorial scheme) the gradient also differs
+  near tile seams; a random roll of the image every step moves the seams so they do not show.
+
+An axis no longer than ``tile_size`` is not tiled at all and is exact.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxvis.errors import JaxvisError
+
+OBJECTIVES = ('mean_square', 'mean')
+
+
+class AxisTiles(NamedTuple):
+    """Tiling of one image axis: ``n`` tiles owning ``core`` pixels each, ``margin`` context each side."""
+
+    n: int
+    core: int
+    margin: int
+
+    @property
+    def window(self) -> int:
+        return self.core + 2 * self.margin
+
+
+def plan_axis(size: int, tile_size: int | None, margin: int, stride: int) -> AxisTiles:
+    """How to cut an axis of ``size`` pixels; ``tile_size=None`` (or >= size) means one exact tile.
+
+    Cores are balanced (``ceil(size / n)`` rounded up to ``stride``) so little padding is computed.
+    Raises JaxvisError if ``tile_size`` is smaller than ``stride``.
+    """
+    if tile_size is None or size <= tile_size:
+        return AxisTiles(1, size, 0)
+    unit = (tile_size // stride) * stride
+    if unit < stride:
+        raise JaxvisError(f'tile size {tile_size} is smaller than the stride of the layer ({stride} pixels)')
+    n = _ceil_div(size, unit)
+    core = _ceil_div(_ceil_div(size, n), stride) * stride
+    return AxisTiles(n, core, _ceil_div(max(0, margin), stride) * stride)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def receptive_radius(layer_rows: Sequence[tuple[str, str, int, int]], name: str) -> int:
+    """Half the receptive field (pixels) of ``name`` in a VGG-style table of 3x3 convs and 2x2 pools.
+
+    ``layer_rows``: ``ModelSpec.layers``. block4_conv3 of VGG16 sees 90 pixels (radius 45).
+    """
+    field, jump = 1, 1
+    for row_name, kind, _, _ in layer_rows:
+        if kind == 'conv':
+            field += 2 * jump
+        else:
+            field += jump
+            jump *= 2
+        if row_name == name:
+            return math.ceil((field - 1) / 2)
+    raise JaxvisError(f'unknown layer {name!r}')
+
+
+def pad_for_tiles(x: jax.Array, tiles: tuple[AxisTiles, AxisTiles]) -> jax.Array:
+    """Zero-pad ``[H, W, C]`` so every tile window lies inside: ``[ty.n*ty.core + 2*ty.margin, ..., C]``."""
+    h, w = x.shape[:2]
+    ty, tx = tiles
+    return jnp.pad(x, ((ty.margin, ty.n * ty.core - h + ty.margin),
+                       (tx.margin, tx.n * tx.core - w + tx.margin), (0, 0)))
+
+
+def crop_tiles(xp: jax.Array, tiles: tuple[AxisTiles, AxisTiles], shape: tuple[int, int]) -> jax.Array:
+    """Inverse of :func:`pad_for_tiles`: the ``[H, W, C]`` image region of a padded array."""
+    ty, tx = tiles
+    return xp[ty.margin:ty.margin + shape[0], tx.margin:tx.margin + shape[1]]
+
+
+def tile_value_and_grad(apply_fn: Callable, params, xp: jax.Array, iy, ix, h: int, w: int, *,
+                        layers: Sequence[tuple[str, float, int]], objective: str,
+                        tiles: tuple[AxisTiles, AxisTiles]) -> tuple[jax.Array, jax.Array]:
+    """One tile's share of the objective and its gradient with respect to the tile's window.
+
+    Args:
+      apply_fn: ``(params, [1, h, w, 3]) -> {layer: [1, h', w', C]}`` (the model's forward pass).
+      xp: the padded image (:func:`pad_for_tiles`) in the model's input space.
+      iy, ix: the tile's row and column (int scalars, may be traced).
+      h, w: the unpadded image size (Python ints).
+      layers: ``(name, weight, stride)`` per layer; the objective is ``sum(weight * mean(act**2))``
+        ('mean_square') or ``sum(weight * mean(act))`` ('mean'), the mean taken over the
+        activations of the whole image, so the tiles' values add up to it.
+
+    Returns ``(value, grad)``: float32 scalar and ``[window_h, window_w, C]`` at ``(iy*core_y, ix*core_x)``.
+    """
+    ty, tx = tiles
+    at = (iy * ty.core, ix * tx.core, 0)
+    win = lax.dynamic_slice(xp, at, (ty.window, tx.window, xp.shape[2]))
+
+    def value(win):
+        acts = apply_fn(params, win[None])
+        total = jnp.zeros((), jnp.float32)
+        for name, weight, s in layers:
+            a = acts[name][0]
+            a = a[ty.margin // s:(ty.margin + ty.core) // s, tx.margin // s:(tx.margin + tx.core) // s]
+            gy = iy * (ty.core // s) + jnp.arange(a.shape[0])
+            gx = ix * (tx.core // s) + jnp.arange(a.shape[1])
+            mask = ((gy < h // s)[:, None] & (gx < w // s)[None, :])[..., None]
+            v = a * a if objective == 'mean_square' else a
+            total = total + weight * jnp.sum(jnp.where(mask, v, 0.0)) / ((h // s) * (w // s) * a.shape[-1])
+        return total
+
+    return jax.value_and_grad(value)(win)
+
+
+def add_tile(gp: jax.Array, g_tile: jax.Array, iy, ix, tiles: tuple[AxisTiles, AxisTiles]) -> jax.Array:
+    """``gp`` with ``g_tile`` added at tile ``(iy, ix)``'s window (overlapping margins add up)."""
+    ty, tx = tiles
+    at = (iy * ty.core, ix * tx.core, 0)
+    return lax.dynamic_update_slice(gp, lax.dynamic_slice(gp, at, g_tile.shape) + g_tile, at)
+
+
+def tiled_value_and_grad(apply_fn: Callable, params, x: jax.Array, *,
+                         layers: Sequence[tuple[str, float, int]], objective: str,
+                         tiles: tuple[AxisTiles, AxisTiles]) -> tuple[jax.Array, jax.Array]:
+    """Objective and gradient over ``x`` ``[H, W, 3]`` (model input space), one tile at a time.
+
+    A plain Python loop over the tiles: eager, it runs one tile at a time; under ``jit`` it unrolls.
+    (:func:`jaxvis.dream.deepdream` instead calls a jitted :func:`tile_value_and_grad` per tile,
+    which XLA on CPU runs much faster than a ``fori_loop`` around the network.)
+
+    Returns ``(value, grad)``: float32 scalar and ``[H, W, 3]`` float32.
+    """
+    h, w = x.shape[:2]
+    xp = pad_for_tiles(x, tiles)
+    gp = jnp.zeros_like(xp)
+    total = jnp.zeros((), jnp.float32)
+    for iy in range(tiles[0].n):
+        for ix in range(tiles[1].n):
+            v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, layers=layers,
+                                       objective=objective, tiles=tiles)
+            gp = add_tile(gp, g, iy, ix, tiles)
+            total = total + v
+    return total, crop_tiles(gp, tiles, (h, w))
