@@ -4,10 +4,13 @@ The image is optimised in **RGB pixel space, float32 0..255**; the model's own `
 applied inside the objective. Each step (``jit``-compiled once per octave shape, cached, so the frames
 of a sequence reuse it):
 
-1. roll the image by a random offset (``jax.random``; the key is split per octave and per step),
+1. roll the image by a random offset (``jax.random``; the key is split per octave and per step)
+   over its mirror images (:func:`jaxvis.dream_ops.mirror_roll`), so neither the image border nor
+   a wrap-around seam is ever seen as an edge, and tile seams land somewhere else each step,
 2. compute the objective's gradient, tile by tile (:mod:`jaxvis.dream_tiles`), roll it back,
-3. normalise it by its mean absolute value and add ``step_size * 255`` times it, so each pixel moves
-   ``step_size * 255`` grey levels on average (0.01 -> 2.55 levels; keras.io's 0.01 in [-1, 1] is 1.3),
+3. normalise it by its mean absolute value and add ``step_size * 127.5`` times it: pixels move
+   ``step_size`` of the half-range on average, as in keras.io's example, which ascends in [-1, 1]
+   (Inception scaling) with ``step=0.01``; here too 0.01 (the default) is 1.275 grey levels a step,
 4. optionally blur with a Gaussian of ``blur_sigma`` pixels, and clip to 0..255.
 
 Octaves run from the smallest size up (sizes ``shape / octave_scale**i``); at each upscale the detail
@@ -53,7 +56,8 @@ def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None,
       image: ``[H, W, 3]`` RGB in 0..255 (any real dtype).
       layers: ``{layer: weight}`` (or one layer name); default ``{'block4_conv3': 1.0}``.
       octaves: number of scales; octave_scale: size ratio between them (> 1).
-      steps: gradient-ascent steps per octave; step_size: mean change per step as a fraction of 255.
+      steps: gradient-ascent steps per octave; step_size: mean change of a pixel per step, in units
+        of 127.5 grey levels (keras.io's [-1, 1] scaling; 0.01 is 1.275 levels).
       key: ``jax.random`` key for the rolls; ``None`` means ``jax.random.key(0)``.
       model: registry name or :class:`ModelSpec`; only layers up to the deepest requested one run.
       tile_size: longest tile side in pixels (``None``: never tile); memory grows with its square.
@@ -77,9 +81,7 @@ def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None,
         raise JaxvisError(f'image must be [H, W, 3] RGB, got shape {tuple(x.shape)}')
     _check_options(octaves=octaves, octave_scale=octave_scale, steps=steps, objective=objective,
                    tile_size=tile_size, stride=max(s for _, _, s in layer_rows))
-    spec.check_size(deepest, min(x.shape[:2]))
-    shapes = [s for s in octave_shapes(x.shape[:2], octaves, octave_scale)
-              if spec.output_size(deepest, min(s)) >= 1]
+    shapes = plan_octaves(x.shape[:2], octaves=octaves, octave_scale=octave_scale, model=spec, layers=layers)
     key = jax.random.key(0) if key is None else key
     run = _octave_runner(spec, layer_rows, objective, int(steps), float(step_size), float(blur_sigma),
                          tile_size, int(tile_margin))
@@ -93,6 +95,21 @@ def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None,
         if on_octave is not None:
             on_octave(i, shape)
     return DreamResult(img, history)
+
+
+def plan_octaves(shape: tuple[int, int], *, octaves: int = 4, octave_scale: float = 1.4,
+                 model: str | ModelSpec = 'vgg16', layers: Mapping[str, float] | str | None = None
+                 ) -> list[tuple[int, int]]:
+    """The ``(h, w)`` sizes :func:`deepdream` runs at, smallest first, ending with ``shape``.
+
+    Octaves whose shorter side is smaller than the deepest layer's stride (so that layer would have
+    no pixels) are left out. Raises JaxvisError if ``shape`` itself is too small (naming the minimum).
+    """
+    spec = get_model(model)
+    deepest = _layer_rows(spec, layers)[-1][0]
+    spec.check_size(deepest, min(shape))
+    return [s for s in octave_shapes(tuple(shape), int(octaves), octave_scale)
+            if spec.output_size(deepest, min(s)) >= 1]
 
 
 def dream_sequence(params, image, *, frames: int, zoom: float = 1.05, rotate: float = 0.0,
@@ -204,7 +221,7 @@ def _octave_runner(spec: ModelSpec, layer_rows, objective, steps, step_size, blu
         _, back = jax.vjp(lambda x: spec.preprocess(mirror_roll(x, shift)), img)
         g = back(crop_tiles(gp, tiles, img.shape[:2]))[0]
         g = g / jnp.maximum(jnp.mean(jnp.abs(g)), 1e-8)
-        img = gaussian_blur(img + (step_size * 255.0) * g, blur_sigma)
+        img = gaussian_blur(img + (step_size * 127.5) * g, blur_sigma)
         return jnp.clip(img, 0.0, 255.0)
 
     def run(params, image, key):

@@ -215,6 +215,7 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
             x, opt_state, loss = step(p, x, opt_state, f, keys, jnp.int32(t))
             hist.append(loss)
             if progress is not None:
+                loss.block_until_ready()  # report work done, not work queued
                 progress(real)
         if cfg.steps in snap_steps:
             chunk_snaps.append(x)

@@ -1,0 +1,65 @@
+"""From optimized images to pictures: display normalization and grids (pure numpy, no files)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from jaxvis.image_ops import grid_shape
+
+EPS = 1e-7
+
+
+def seed_normalize(image: np.ndarray) -> np.ndarray:
+    """Seed 003's ``deprocess_image``: centre, scale to std 0.1, shift to 0.5, clip, to uint8.
+
+    ``image``: [H, W, 3] float RGB (any range). Returns [H, W, 3] uint8. Unlike the seed, which
+    normalized the network's BGR input and saved it as RGB (red and blue swapped), this is applied to
+    the de-processed RGB image, so colours are right.
+    """
+    x = np.asarray(image, np.float64)
+    x = (x - x.mean()) / (x.std() + EPS) * 0.1 + 0.5
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def percentile_normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Stretch the ``low``..``high`` percentiles of all values to 0..255 (keeps more contrast than the seed's)."""
+    x = np.asarray(image, np.float64)
+    lo, hi = np.percentile(x, [low, high])
+    return (np.clip((x - lo) / max(hi - lo, EPS), 0, 1) * 255).astype(np.uint8)
+
+
+def clip_normalize(image: np.ndarray) -> np.ndarray:
+    """Just clip to 0..255 (the image as the network saw it)."""
+    return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+
+
+NORMALIZERS = {'seed': seed_normalize, 'percentile': percentile_normalize, 'clip': clip_normalize}
+
+
+def to_uint8(images: np.ndarray, method: str = 'seed') -> np.ndarray:
+    """Normalize each image of ``images`` [N, H, W, 3] separately -> [N, H, W, 3] uint8."""
+    fn = NORMALIZERS[method]
+    return np.stack([fn(im) for im in np.asarray(images)])
+
+
+def grid(tiles: Sequence[np.ndarray], *, margin: int = 5, cols: int | None = None,
+         background: int = 0) -> np.ndarray:
+    """Stitch ``tiles`` ([H, W, 3] uint8, same size) row by row into one image, as seed 003.
+
+    ``cols`` defaults to the squarest grid (seed 003: 8 x 8 for 64). Margins of ``margin`` px between
+    tiles, none outside. Returns [rows*H + (rows-1)*margin, cols*W + (cols-1)*margin, 3] uint8.
+    """
+    tiles = [np.asarray(t, np.uint8) for t in tiles]
+    if not tiles:
+        raise ValueError('no tiles to put in a grid')
+    h, w = tiles[0].shape[:2]
+    rows, c = grid_shape(len(tiles))
+    if cols is not None:
+        c = cols
+        rows = -(-len(tiles) // c)
+    out = np.full((rows * h + (rows - 1) * margin, c * w + (c - 1) * margin, 3), background, np.uint8)
+    for i, t in enumerate(tiles):
+        r, k = divmod(i, c)
+        out[r * (h + margin):r * (h + margin) + h, k * (w + margin):k * (w + margin) + w] = t
+    return out

@@ -1,0 +1,109 @@
+"""`jaxvis filters` end to end on the tiny model (weights loading patched: the tiny model has no file)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxvis.cli.filters as cli_filters
+from jaxvis.cli import main
+from jaxvis.models import get_model
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch, tiny_params):
+    info = {'name': 'tiny-random', 'source': 'test', 'path': '-', 'sha256': '0' * 64}
+    monkeypatch.setattr(cli_filters, 'load_params', lambda args, quiet=False: (get_model('tiny'), tiny_params, info))
+
+
+def run(tmp_path, *extra, out='out'):
+    return main(['filters', '--model', 'tiny', '--size', '32', '--steps', '4', '--quiet',
+                 '--out', str(tmp_path / out), *extra])
+
+
+def test_writes_pngs_grid_and_manifest(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'block3_conv2', '--filters', '0:6') == 0
+    out = tmp_path / 'out'
+    for f in range(6):
+        assert Image.open(out / f'block3_conv2_{f}.png').size == (32, 32)
+    m = json.loads((out / 'manifest.json').read_text())
+    entry = m['layers']['block3_conv2']
+    assert [e['filter'] for e in entry['filters']] == list(range(6))
+    assert m['weights']['sha256'] == '0' * 64 and m['seed'] == 0 and m['config']['steps'] == 4
+    live = [e for e in entry['filters'] if not e['dead']]
+    # grid holds the live filters best first, 5 px margins between 32 px tiles
+    losses = {e['filter']: e['loss'] for e in live}
+    assert entry['grid_order'] == sorted(losses, key=lambda f: -losses[f])
+    rows = -(-len(live) // int(np.ceil(np.sqrt(len(live)))))
+    cols = int(np.ceil(np.sqrt(len(live))))
+    assert Image.open(out / 'block3_conv2_grid.png').size == (cols * 32 + (cols - 1) * 5, rows * 32 + (rows - 1) * 5)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tiny_cli, tmp_path):
+    for name, seed in (('a', '1'), ('b', '1'), ('c', '2')):
+        assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:3', '--seed', seed, out=name) == 0
+    read = lambda d: (tmp_path / d / 'block2_conv1_1.png').read_bytes()
+    assert read('a') == read('b')
+    assert read('a') != read('c')
+
+
+def test_gif_has_a_frame_per_snapshot(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:4', '--gif', '--snapshot-every', '2') == 0
+    gif = Image.open(tmp_path / 'out' / 'block2_conv1.gif')
+    assert gif.n_frames == 3  # steps 0, 2, 4
+
+
+def test_layer_all_makes_one_grid_per_conv_layer(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'all', '--filters', '0:2') == 0
+    spec = get_model('tiny')
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert list(m['layers']) == list(spec.conv_layers)
+    for layer in spec.conv_layers:
+        assert (tmp_path / 'out' / f'{layer}_1.png').exists()
+
+
+@pytest.mark.parametrize('args, says', [
+    (['--layer', 'block9_conv1'], 'valid layers: block1_conv1'),
+    (['--layer', 'block1_conv1', '--filters', '0:99'], 'block1_conv1 has 4 filters'),
+    (['--layer', 'block1_conv1', '--filters', '7'], 'block1_conv1 has 4 filters'),
+    (['--layer', 'block1_conv1', '--filters', 'x:y'], 'bad --filters'),
+    (['--layer', 'block5_conv1', '--size', '8'], 'too small for block5_conv1'),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tiny_cli, tmp_path, capsys, args, says):
+    code = main(['filters', '--model', 'tiny', '--quiet', '--out', str(tmp_path / 'out'), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err and err.count('\n') == 1
+    assert not (tmp_path / 'out').exists()
+
+
+def test_unwritable_output_folder(tiny_cli, tmp_path, capsys):
+    (tmp_path / 'file').write_text('x')
+    code = main(['filters', '--model', 'tiny', '--quiet', '--layer', 'block1_conv1', '--filters', '0:2',
+                 '--out', str(tmp_path / 'file' / 'sub')])
+    err = capsys.readouterr().err
+    assert code == 2 and 'cannot create output folder' in err and err.count('\n') == 1
+
+
+def test_ctrl_c_keeps_finished_layers_and_leaves_no_partial_file(tiny_cli, tmp_path, monkeypatch, capsys):
+    real = cli_filters.visualize_filters
+    calls = []
+
+    def interrupted_second_time(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli_filters, 'visualize_filters', interrupted_second_time)
+    code = run(tmp_path, '--layer', 'all', '--filters', '0:2')
+    assert code == 130 and 'interrupted' in capsys.readouterr().err
+    out = tmp_path / 'out'
+    names = sorted(os.listdir(out))
+    assert names == sorted(['block1_conv1_0.png', 'block1_conv1_1.png', 'block1_conv1_grid.png', 'manifest.json'])
+    assert list(json.loads((out / 'manifest.json').read_text())['layers']) == ['block1_conv1']
+    for n in names[:-1]:
+        Image.open(out / n).load()  # complete, readable
