@@ -6,8 +6,12 @@ arrays and measurements. Files, printing and progress bars live in :mod:`jaxvis.
 from jaxvis.errors import JaxvisError, WeightsError
 from jaxvis.models import (ModelSpec, available_models, deprocess, get_model, load_keras_h5, preprocess,
                            register)
+from jaxvis import display, objectives, regularizers, transforms
+from jaxvis.config import FilterConfig, PRESETS, preset
+from jaxvis.filters import FilterResult, best_order, visualize_filters
 
 __version__ = '0.1.0'
 
 __all__ = ['JaxvisError', 'WeightsError', 'ModelSpec', 'available_models', 'deprocess', 'get_model',
-           'load_keras_h5', 'preprocess', 'register']
+           'load_keras_h5', 'preprocess', 'register', 'display', 'objectives', 'regularizers', 'transforms',
+           'FilterConfig', 'PRESETS', 'preset', 'FilterResult', 'best_order', 'visualize_filters']

@@ -37,7 +37,8 @@ class DreamResult(NamedTuple):
     """``image``: ``[H, W, 3]`` float32 RGB in 0..255.
 
     ``history``: ``{'objective': [[steps] float32 per octave], 'shapes': [(h, w) per octave],
-    'octaves': octaves run}``; objective values are taken before each step.
+    'octaves': octaves run, 'octaves_requested': octaves asked for}``; each objective value is that
+    of the (rolled) image the step's gradient was taken at, i.e. before the step.
     """
 
     image: jax.Array
@@ -75,7 +76,6 @@ def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None,
     """
     spec = get_model(model)
     layer_rows = _layer_rows(spec, layers)
-    deepest = layer_rows[-1][0]
     x = jnp.asarray(image, jnp.float32)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise JaxvisError(f'image must be [H, W, 3] RGB, got shape {tuple(x.shape)}')
@@ -86,7 +86,7 @@ def deepdream(params, image, *, layers: Mapping[str, float] | str | None = None,
     run = _octave_runner(spec, layer_rows, objective, int(steps), float(step_size), float(blur_sigma),
                          tile_size, int(tile_margin))
     img = resize(x, shapes[0])
-    history = {'objective': [], 'shapes': shapes, 'octaves': len(shapes)}
+    history = {'objective': [], 'shapes': shapes, 'octaves': len(shapes), 'octaves_requested': int(octaves)}
     for i, (shape, k) in enumerate(zip(shapes, jax.random.split(key, len(shapes)))):
         if i:
             img = _upscale_with_detail(img, x, shapes[i - 1], shape)
