@@ -1,14 +1,13 @@
-"""Key-free image operations used by DeepDream: resize, Gaussian blur, zoom/rotate, octave sizes.
+"""Key-free image operations used by DeepDream: resize, mirror roll, zoom/rotate, octave sizes.
+
+(The Gaussian blur is :func:`jaxvis.image_ops.gaussian_blur`.)
 
 Images are ``[H, W, C]`` float32, channels last. Every function here is pure and works under ``jit``.
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
@@ -20,33 +19,6 @@ def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
     if tuple(image.shape[:2]) == (h, w):
         return image
     return jax.image.resize(image, (h, w, image.shape[2]), method='linear', antialias=True)
-
-
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian taps for ``sigma`` pixels, radius ``ceil(3 sigma)``; ``[1.]`` if sigma <= 0."""
-    if sigma <= 0:
-        return np.ones((1,), np.float32)
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
-def gaussian_blur(image: jax.Array, sigma: float) -> jax.Array:
-    """Separable Gaussian blur of ``[H, W, C]`` with ``sigma`` in pixels (a Python float), reflect borders.
-
-    ``sigma <= 0`` returns ``image`` unchanged. The taps sum to 1, so a constant image stays constant.
-    The radius is ``ceil(3 sigma)`` and must be smaller than H and W (reflect padding).
-    """
-    taps = gaussian_kernel(float(sigma))
-    if taps.size == 1:
-        return image
-    r = taps.size // 2
-    h, w = image.shape[:2]
-    x = jnp.pad(image, ((r, r), (0, 0), (0, 0)), mode='reflect')
-    x = sum(float(t) * x[i:i + h] for i, t in enumerate(taps))
-    x = jnp.pad(x, ((0, 0), (r, r), (0, 0)), mode='reflect')
-    return sum(float(t) * x[:, i:i + w] for i, t in enumerate(taps))
 
 
 def zoom_rotate(image: jax.Array, *, zoom: float | jax.Array = 1.0,

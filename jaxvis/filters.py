@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import objectives
+from jaxvis import objectives, render, sharding
 from jaxvis.config import FilterConfig, preset
 from jaxvis.errors import JaxvisError
 from jaxvis.models import ModelSpec, get_model
@@ -57,7 +57,10 @@ def filter_keys(key: jax.Array, layer: str, filters: jax.Array) -> jax.Array:
 
 
 def init_image(cfg: FilterConfig, key: jax.Array, size: int) -> jax.Array:
-    """One start image ``[size, size, 3]`` in model-input space from a filter's key."""
+    """One start image ``[size, size, 3]`` in model-input space from a filter's key (or, with
+    ``cfg.param``, the param's start point, see :func:`jaxvis.render.init_params`)."""
+    if cfg.param is not None:
+        return render.init_params(cfg, key, size)
     k = jax.random.fold_in(key, 0)
     if cfg.init_dist == 'normal':
         noise = jax.random.normal(k, (size, size, 3), jnp.float32)
@@ -71,8 +74,12 @@ def make_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None) ->
 
     x: [H, W, 3] float32 model-input space; f: [] int filter; key: the filter's key; t: [] int step.
     ``loss`` is the objective before the update. Not jitted or vmapped: see :func:`batched_step`.
+    With ``cfg.param``, ``cfg.transform`` or ``cfg.redirect_relu_steps`` it is
+    :func:`jaxvis.render.make_param_step` (``x`` is then the param's pytree).
     """
-    module = spec.make(layer)
+    if render.uses_param_step(cfg):
+        return render.make_param_step(spec, layer, cfg, objective)
+    module = spec.make(layer) if cfg.dtype == 'float32' else spec.make(layer, dtype=jnp.dtype(cfg.dtype))
     objective = objective or objectives.channel_mean(layer)
     transform = cfg.build_transform()
     reg = cfg.build_regularizer()
@@ -80,7 +87,7 @@ def make_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None) ->
 
     def loss_fn(x, params, f, key):
         acts = module.apply({'params': params}, transform(key, x)[None])
-        return objective(acts, f)
+        return objective(acts, f).astype(jnp.float32)  # bf16 activations: the loss is still fp32
 
     def step(params, x, opt_state, f, key, t):
         loss, g = jax.value_and_grad(loss_fn)(x, params, f, jax.random.fold_in(key, t + 1))
@@ -107,9 +114,12 @@ def make_score(spec: ModelSpec, layer: str, objective=None) -> Callable:
     return lambda params, x, f: objective(module.apply({'params': params}, x[None]), f)
 
 
-def batched_step(step: Callable) -> Callable:
-    """``jit(vmap(step))`` over images, optimizer states, filters and keys (params and t shared)."""
-    return jax.jit(jax.vmap(step, in_axes=(None, 0, 0, 0, 0, None)))
+def batched_step(step: Callable, mesh=None) -> Callable:
+    """``jit(vmap(step))`` over images, optimizer states, filters and keys (params and t shared).
+
+    With a ``mesh`` (:func:`jaxvis.sharding.filter_mesh`) the batch is split over its devices.
+    """
+    return sharding.shard_batched(step, (None, 0, 0, 0, 0, None), mesh)
 
 
 def needed_params(spec: ModelSpec, params: dict, layer: str) -> dict:
@@ -143,7 +153,7 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
                       steps: int | None = None, preset: str = 'seed', key: jax.Array | None = None,
                       init=None, batch_size: int | None = None, snapshot_every: int | None = None,
                       config: FilterConfig | None = None, progress: Callable[[int], None] | None = None,
-                      **overrides) -> FilterResult:
+                      devices=None, **overrides) -> FilterResult:
     """Find, for each filter, the input that maximizes its mean activation, by gradient ascent.
 
     Args:
@@ -158,6 +168,8 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
       snapshot_every: also return the images every k steps (to watch the filters form).
       config: a full FilterConfig (then ``preset``/``overrides`` are ignored).
       progress: called with the number of filter-steps just done, after every step (no printing here).
+      devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
+        along the filter axis and padded to a multiple of their number (see :mod:`jaxvis.sharding`).
       **overrides: FilterConfig fields replacing the preset's (decay=..., jitter=..., optimizer=...).
 
     Returns:
@@ -176,9 +188,12 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
         raise JaxvisError('pass steps inside config, not both')
     cfg = config
     key = jax.random.key(0) if key is None else key
-    p = needed_params(spec, params, layer)
+    mesh = sharding.filter_mesh(devices)
+    p = sharding.replicate(needed_params(spec, params, layer), mesh)
     n = len(idx)
-    bs = min(n, batch_size or 32)
+    if batch_size is not None and batch_size < 1:
+        raise JaxvisError(f'batch_size must be >= 1, got {batch_size}')
+    bs = sharding.padded_size(min(n, batch_size or 32), mesh)
 
     start = None
     if init is not None:
@@ -189,8 +204,10 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
             raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
         start = np.asarray(spec.preprocess(start))
 
-    step = batched_step(make_step(spec, layer, cfg))
-    score = jax.jit(jax.vmap(make_score(spec, layer), in_axes=(None, 0, 0)))
+    objective = cfg.objective(layer) if cfg.objective is not None else None
+    to_x, from_x = render.input_maps(spec, cfg)  # param <-> model input; identities for pixels
+    step = batched_step(make_step(spec, layer, cfg, objective), mesh)
+    score = jax.jit(jax.vmap(make_score(spec, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: init_image(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init)) if cfg.optimizer is not None else (lambda x: ())
     snap_steps = _snapshot_steps(cfg.steps, snapshot_every)
@@ -200,27 +217,28 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
         chunk = idx[lo:lo + bs]
         real = len(chunk)
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - real)])  # pad: one compiled shape
-        f = jnp.asarray(chunk, jnp.int32)
-        keys = filter_keys(key, layer, chunk)
+        f = sharding.shard(jnp.asarray(chunk, jnp.int32), mesh)
+        keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
         if start is None:
             x = make_init(keys)
         else:
             s = start[lo:lo + bs]
-            x = jnp.asarray(np.concatenate([s, np.repeat(s[-1:], bs - real, axis=0)]))
+            x = from_x(jnp.asarray(np.concatenate([s, np.repeat(s[-1:], bs - real, axis=0)])))
+        x = sharding.shard(x, mesh)
         opt_state = opt_init(x)
         hist, chunk_snaps = [], []
         for t in range(cfg.steps):
             if t in snap_steps:
-                chunk_snaps.append(x)
+                chunk_snaps.append(to_x(x))
             x, opt_state, loss = step(p, x, opt_state, f, keys, jnp.int32(t))
             hist.append(loss)
             if progress is not None:
                 loss.block_until_ready()  # report work done, not work queued
                 progress(real)
         if cfg.steps in snap_steps:
-            chunk_snaps.append(x)
-        final = score(p, x, f)
-        images.append(np.asarray(spec.deprocess(x))[:real])
+            chunk_snaps.append(to_x(x))
+        final = score(p, to_x(x), f)
+        images.append(np.asarray(spec.deprocess(to_x(x)))[:real])
         losses.append(np.asarray(final)[:real])
         history.append(np.asarray(jnp.stack(hist))[:, :real])
         if snap_steps:

@@ -40,3 +40,93 @@ def compose(*transforms: Transform) -> Transform:
             x = t(jax.random.fold_in(key, i), x)
         return x
     return apply
+
+
+# ---------------------------------------------------------------- Lucid's transformation robustness
+# (lucid/optvis/transform.py). Shapes stay static under jit: a transform's output shape depends only on
+# its input shape. Scale and rotate resample bilinearly about the image centre ((H - 1) / 2, (W - 1) / 2).
+
+LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))          # 0.90, 0.92, ..., 1.10
+LUCID_ANGLES = tuple(float(a) for a in range(-10, 11)) + 5 * (0.0,)   # degrees; 0 drawn 6 times in 26
+
+
+def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
+    """Pad ``width`` pixels on each side: ``[H, W, C] -> [H + 2w, W + 2w, C]`` (Lucid's ``pad``).
+
+    ``mode`` as ``jnp.pad`` ('constant' fills ``value``; Lucid's standard transforms pad 0.5 gray).
+    The key is unused.
+    """
+    def apply(key, x):
+        widths = [(width, width), (width, width)] + [(0, 0)] * (x.ndim - 2)
+        if mode == 'constant':
+            return jnp.pad(x, widths, mode='constant', constant_values=value)
+        return jnp.pad(x, widths, mode=mode)
+    return apply
+
+
+def crop_jitter(d: int) -> Transform:
+    """Lucid's ``jitter(d)``: a random ``[H - d, W - d]`` crop (offsets uniform in ``0..d``)."""
+    if d <= 0:
+        return identity()
+
+    def apply(key, x):
+        off = jax.random.randint(key, (2,), 0, d + 1)
+        size = (x.shape[0] - d, x.shape[1] - d) + tuple(x.shape[2:])
+        return jax.lax.dynamic_slice(x, (off[0], off[1]) + (0,) * (x.ndim - 2), size)
+    return apply
+
+
+def affine(x: jax.Array, matrix: jax.Array, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
+    """Resample ``x`` ``[H, W, C]`` bilinearly: output pixel ``p`` reads input ``c + matrix @ (p - c)``.
+
+    ``p`` and ``c`` (the centre) are ``(row, col)``; ``matrix`` is ``[2, 2]``. Borders: ``mode`` and
+    ``cval`` as ``jax.scipy.ndimage.map_coordinates``. Same shape and dtype as ``x``.
+    """
+    h, w = x.shape[0], x.shape[1]
+    c = jnp.asarray([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                                  indexing='ij'))
+    src = c[:, None, None] + jnp.einsum('ij,jhw->ihw', jnp.asarray(matrix, jnp.float32), grid - c[:, None, None])
+    sample = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [src[0], src[1]], order=1, mode=mode, cval=cval)
+    return jax.vmap(sample, in_axes=-1, out_axes=-1)(x).astype(x.dtype)
+
+
+def scale(x: jax.Array, factor, *, mode: str = 'nearest', cval: float = 0.0) -> jax.Array:
+    """Zoom ``x`` ``[H, W, C]`` by ``factor`` about its centre, keeping its shape (> 1 enlarges)."""
+    return affine(x, jnp.eye(2, dtype=jnp.float32) / factor, mode=mode, cval=cval)
+
+
+def rotate(x: jax.Array, degrees, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
+    """Rotate ``x`` ``[H, W, C]`` counter-clockwise (as displayed, like ``np.rot90``) about its centre."""
+    a = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
+    cos, sin = jnp.cos(a), jnp.sin(a)
+    return affine(x, jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]), mode=mode, cval=cval)
+
+
+def random_scale(scales=LUCID_SCALES, *, mode: str = 'nearest', cval: float = 0.0) -> Transform:
+    """Zoom by a factor drawn uniformly from ``scales`` (Lucid's ``random_scale``).
+
+    Lucid resizes the image (its shape changes); here the content is zoomed inside the same frame, so a
+    factor below 1 fills the border by ``mode`` ('nearest': repeat the edge, e.g. the gray padding).
+    """
+    table = jnp.asarray(scales, jnp.float32)
+    return lambda key, x: scale(x, jax.random.choice(key, table), mode=mode, cval=cval)
+
+
+def random_rotate(angles=LUCID_ANGLES, *, mode: str = 'constant', cval: float = 0.0) -> Transform:
+    """Rotate by an angle in degrees drawn uniformly from ``angles`` (Lucid's ``random_rotate``; the
+    corners fill with ``cval``, 0 like ``tfa.image.rotate``)."""
+    table = jnp.asarray(angles, jnp.float32)
+    return lambda key, x: rotate(x, jax.random.choice(key, table), mode=mode, cval=cval)
+
+
+def standard_transforms() -> Transform:
+    """Lucid's ``standard_transforms`` for ``[H, W, 3]`` images in ``[0, 1]``:
+    pad 12 (0.5 gray), jitter 8, scale 0.9..1.1, rotate -10..10 degrees, jitter 4.
+
+    ``[H, W, C] -> [H + 12, W + 12, C]`` (pad 24, minus the crops of 8 and 4).
+    """
+    t = compose(pad(12, mode='constant', value=0.5), crop_jitter(8), random_scale(LUCID_SCALES),
+                random_rotate(LUCID_ANGLES), crop_jitter(4))
+    t.__name__ = t.__qualname__ = 'standard_transforms'
+    return t

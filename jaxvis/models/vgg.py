@@ -5,7 +5,7 @@ Weights are never loaded here: see :func:`jaxvis.models.keras_h5.load_keras_h5`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -47,8 +47,16 @@ def layer_table(blocks: Sequence[tuple[int, int]]) -> tuple[tuple[str, str, int,
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """Keras ``MaxPooling2D()``: 2x2 window, stride 2, 'valid' padding (odd sizes floor). NHWC."""
-    return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
+    """Keras ``MaxPooling2D()``: 2x2 window, stride 2, 'valid' padding (odd sizes floor). NHWC.
+
+    A reshape and a max over the two window axes: the same forward as ``nn.max_pool``, but its gradient
+    is a cheap compare-and-select instead of XLA's select-and-scatter (the costliest op of the backward
+    pass on XLA:CPU, docs/performance.md). At exact ties the gradient is shared between the tied inputs
+    rather than given to the first one.
+    """
+    n, h, w, c = x.shape
+    x = x[:, :h // 2 * 2, :w // 2 * 2]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class VGG(nn.Module):
@@ -57,6 +65,7 @@ class VGG(nn.Module):
     Attributes:
       blocks: ``((n_convs, channels), ...)`` per block.
       last_layer: the deepest layer computed and returned (default: the last pool).
+      relu: the activation after each conv (``nn.relu``; jaxvis.render swaps in a redirected-gradient one).
 
     ``__call__(x)``: x is ``[N, H, W, 3]`` float32 *preprocessed* input (see :func:`preprocess`).
     Returns ``{layer_name: [N, H', W', C]}`` for every layer up to and including ``last_layer``.
@@ -65,6 +74,7 @@ class VGG(nn.Module):
     blocks: Sequence[tuple[int, int]] = VGG16_BLOCKS
     last_layer: str | None = None
     dtype: jnp.dtype = jnp.float32
+    relu: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -79,7 +89,7 @@ class VGG(nn.Module):
             if kind == 'conv':
                 x = nn.Conv(width, (3, 3), padding='SAME', name=name, dtype=self.dtype,
                             param_dtype=jnp.float32)(x)
-                x = nn.relu(x)
+                x = self.relu(x)
             else:
                 x = max_pool_2x2(x)
             out[name] = x

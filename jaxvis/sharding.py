@@ -1,0 +1,78 @@
+"""The filter axis spread over devices: a 1-D mesh named 'filters', batches padded to its size.
+
+Each filter's image depends only on its own key and index (see :mod:`jaxvis.filters`), so a batch of
+filters splits over devices with no communication: :func:`shard_batched` runs the ``vmap``-ed step under
+``shard_map`` on each device's slice. On XLA:CPU the results match the single-device run up to the
+convolutions' batch-shape rounding (about 1 ulp per step; tests/test_sharding.py states the tolerance).
+Multi-host: call ``jax.distributed.initialize()`` first; the mesh here is built from *local* devices only,
+so each process renders its own filters (docs/performance.md).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxvis.errors import JaxvisError
+
+AXIS = 'filters'
+Devices = None | str | Sequence[jax.Device]
+
+
+def resolve_devices(devices: Devices = None) -> list[jax.Device]:
+    """The devices a batch is spread over.
+
+    ``None`` or ``'all'``: every local device of the default backend; a sequence: those devices.
+    Raises JaxvisError for an empty sequence, a repeated device or an unknown string.
+    """
+    if devices is None or (isinstance(devices, str) and devices == 'all'):
+        return list(jax.local_devices())
+    if isinstance(devices, str):
+        raise JaxvisError(f"devices must be None, 'all' or a list of jax devices, got {devices!r}")
+    devs = list(devices)
+    if not devs:
+        raise JaxvisError('devices is empty')
+    if len(set(devs)) != len(devs):
+        raise JaxvisError('devices has repeats')
+    return devs
+
+
+def filter_mesh(devices: Devices = None) -> Mesh | None:
+    """A 1-D ``Mesh`` over ``devices`` with axis ``'filters'``, or None when that is a single device."""
+    devs = resolve_devices(devices)
+    return None if len(devs) == 1 else Mesh(np.asarray(devs), (AXIS,))
+
+
+def padded_size(n: int, mesh: Mesh | None) -> int:
+    """``n`` rounded up to a multiple of the mesh size (``n`` itself without a mesh)."""
+    k = 1 if mesh is None else mesh.size
+    return -(-n // k) * k
+
+
+def shard(tree, mesh: Mesh | None):
+    """Put every leaf of ``tree`` on ``mesh`` split along its leading (filter) axis; no-op without a mesh."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
+
+
+def replicate(tree, mesh: Mesh | None):
+    """Put every leaf of ``tree`` (e.g. the params) whole on each device of ``mesh``; no-op without a mesh."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None) -> Callable:
+    """``jit(vmap(fn, in_axes))``, and with a mesh, under ``shard_map`` on the filter axis.
+
+    Arguments with ``in_axes`` 0 are split across devices (their leading size must be a multiple of
+    ``mesh.size``), those with None are replicated; every output is split along its leading axis.
+    """
+    batched = jax.vmap(fn, in_axes=tuple(in_axes))
+    if mesh is None:
+        return jax.jit(batched)
+    specs = tuple(P() if a is None else P(AXIS) for a in in_axes)
+    return jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS)))
