@@ -7,6 +7,7 @@ batch, nor on the batch size. The steps run as a Python loop over one jitted, ``
 """
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Callable, NamedTuple, Sequence
 
@@ -204,12 +205,8 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
             raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
         start = np.asarray(spec.preprocess(start))
 
-    objective = cfg.objective(layer) if cfg.objective is not None else None
     to_x, from_x = render.input_maps(spec, cfg)  # param <-> model input; identities for pixels
-    step = batched_step(make_step(spec, layer, cfg, objective), mesh)
-    score = jax.jit(jax.vmap(make_score(spec, layer, objective), in_axes=(None, 0, 0)))
-    make_init = jax.jit(jax.vmap(lambda k: init_image(cfg, k, size)))
-    opt_init = jax.jit(jax.vmap(cfg.optimizer.init)) if cfg.optimizer is not None else (lambda x: ())
+    step, score, make_init, opt_init = _compiled(spec, layer, cfg, mesh, size)
     snap_steps = _snapshot_steps(cfg.steps, snapshot_every)
 
     images, losses, history, snaps = [], [], [], []
@@ -258,6 +255,30 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
 
 
 _preset = preset  # the argument named `preset` shadows the function inside visualize_filters
+
+
+def _compile(spec: ModelSpec, layer: str, cfg: FilterConfig, mesh, size: int):
+    """The jitted step, scorer, start-image maker and optimizer init for one configuration."""
+    objective = cfg.objective(layer) if cfg.objective is not None else None
+    step = batched_step(make_step(spec, layer, cfg, objective), mesh)
+    score = jax.jit(jax.vmap(make_score(spec, layer, objective), in_axes=(None, 0, 0)))
+    make_init = jax.jit(jax.vmap(lambda k: init_image(cfg, k, size)))
+    opt_init = jax.jit(jax.vmap(cfg.optimizer.init)) if cfg.optimizer is not None else (lambda x: ())
+    return step, score, make_init, opt_init
+
+
+_compile_cached = functools.lru_cache(maxsize=8)(_compile)
+
+
+def _compiled(spec, layer, cfg, mesh, size):
+    """:func:`_compile`, reused across calls with an equal configuration (no recompiling per call).
+
+    Configurations holding unhashable objects are compiled afresh each call.
+    """
+    try:
+        return _compile_cached(spec, layer, cfg, mesh, size)
+    except TypeError:
+        return _compile(spec, layer, cfg, mesh, size)
 
 
 def _snapshot_steps(steps: int, every: int | None) -> set[int]:

@@ -118,7 +118,8 @@ def init_params(cfg: FilterConfig, key: jax.Array, size: int) -> Any:
 
 
 def _transformed_input(spec: ModelSpec, cfg: FilterConfig) -> Callable:
-    """``(p, key) -> model input`` after the config's transform."""
+    """``(p, key) -> model input`` after the config's transform (applied to ``[0, 1]`` RGB; it replaces
+    ``cfg.jitter``, which only the plain pixel path applies, in model-input space)."""
     if cfg.transform is None and cfg.param is None:
         jitter = cfg.build_transform()
         return lambda x, key: jitter(key, x)
@@ -138,7 +139,7 @@ def _normalized(g):
     return jax.tree_util.tree_map(lambda a: a / (rms + EPS), g)
 
 
-def _ascent(cfg: FilterConfig, p, g, opt_state, t):
+def _ascent(cfg: FilterConfig, p, g, opt_state):
     """One update of ``p`` along the objective's gradient ``g`` (normalize, then optimizer or lr)."""
     d = _normalized(g) if cfg.normalize == 'rms' else g
     if cfg.optimizer is not None:
@@ -169,7 +170,7 @@ def make_param_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=No
 
     def step(params, p, opt_state, f, key, t):
         loss, g = jax.value_and_grad(loss_fn)(p, params, f, jax.random.fold_in(key, t + 1), t)
-        p, opt_state = _ascent(cfg, p, g, opt_state, t)
+        p, opt_state = _ascent(cfg, p, g, opt_state)
         if reg is not None:
             p = reg.apply(p, g, t)
         return p, opt_state, loss
@@ -198,7 +199,7 @@ class DiverseResult(NamedTuple):
     weight: float
 
 
-def visualize_diverse(params, layer: str, filter: int, *, n: int = 4, weight: float = 100.0,
+def visualize_diverse(params, layer: str, filter: int, *, n: int = 4, weight: float = 15.0,
                       diversity_layer: str | None = None, model: str | ModelSpec = 'vgg16', size: int = 128,
                       steps: int | None = None, preset: str = 'lucid', key: jax.Array | None = None,
                       config: FilterConfig | None = None, progress: Callable[[int], None] | None = None,
@@ -209,6 +210,10 @@ def visualize_diverse(params, layer: str, filter: int, *, n: int = 4, weight: fl
     :func:`jaxvis.objectives.diversity`, in ``[-(n - 1), 0]``), the objective being the config's (the
     filter's channel mean by default, averaged over the batch). Image ``b`` starts from
     ``fold_in(filter_key, b)``, ``filter_key`` as in :func:`jaxvis.filters.filter_keys`.
+
+    The weight trades activation for diversity and depends on the layer's activation scale: Lucid uses
+    100 on InceptionV1; on VGG16 block4_conv1 (128 px) 100 swamps the filter (its activation falls
+    from 144 to 19), 5 to 15 keep it (docs/presets.md).
 
     Raises:
       JaxvisError: unknown layer/preset, filter out of range, ``n < 2``, or a config without ``param``.

@@ -25,6 +25,7 @@ from jaxvis import metrics
 from jaxvis.config import preset
 from jaxvis.display import to_uint8
 from jaxvis.filters import visualize_filters
+from jaxvis.render import visualize_diverse
 from jaxvis.weights import resolve
 
 
@@ -72,6 +73,10 @@ def main(argv=None) -> int:
     ap.add_argument('--out', default='docs/presets.png')
     ap.add_argument('--table', default=None, help='also write the markdown table here')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--diverse', type=int, default=None, metavar='FILTER',
+                    help='also render 4 images of this filter with the lucid preset, without and with the '
+                         'diversity term, into <out>_diversity.png')
+    ap.add_argument('--diversity-weight', type=float, default=15.0)
     args = ap.parse_args(argv)
 
     path = resolve('vgg16', args.weights)
@@ -103,10 +108,31 @@ def main(argv=None) -> int:
               f'device(s), {os.cpu_count()} cores; total {total:.0f} s wall, {cpu:.0f} s CPU; '
               f'load average at the end {os.getloadavg()[0]:.1f}')
     print(footer)
+    if args.diverse is not None:
+        footer += '\n' + diverse(params, args, key)
     if args.table:
         with open(args.table, 'w') as f:
             f.write(head + '\n' + '\n'.join(lines) + '\n' + footer + '\n')
     return 0
+
+
+def diverse(params, args, key) -> str:
+    """Four lucid images of one filter, optimized jointly, with diversity weight 0 and ``--diversity-weight``."""
+    tiles, labels, out = [], [], ['\n| diversity weight | activation (mean) | Gram diversity | image diversity | wall (s) |',
+                                  '|---|---|---|---|---|']
+    for w in (0.0, args.diversity_weight):
+        t = time.perf_counter()
+        r = visualize_diverse(params, args.layer, args.diverse, n=4, weight=w, size=args.size,
+                              steps=args.lucid_steps, key=key)
+        dt = time.perf_counter() - t
+        tiles.append(to_uint8(r.images, 'clip'))
+        labels.append(f'lucid, filter {args.diverse}\ndiversity weight {w:g}')
+        out.append(f'| {w:g} | {np.mean(r.activation):.1f} | {r.diversity:.3f} '
+                   f'| {float(metrics.image_diversity(r.images)):.3f} | {dt:.0f} |')
+        print(out[-1], flush=True)
+    stem, ext = os.path.splitext(args.out)
+    panel(tiles, labels, [args.diverse] * 4).save(f'{stem}_diversity{ext}')
+    return '\n'.join(out)
 
 
 if __name__ == '__main__':

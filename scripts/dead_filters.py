@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--redirect', type=int, default=16, help='redirected-ReLU steps')
     ap.add_argument('--lucid-steps', type=int, default=0, help='> 0: lucid runs on the still-dead filters')
+    ap.add_argument('--only', default=None, help="'0,8,11': skip the seed runs, lucid runs on these filters")
     ap.add_argument('--weights', default=None)
     ap.add_argument('--out', default='dead_filters.json')
     args = ap.parse_args(argv)
@@ -47,9 +48,12 @@ def main(argv=None) -> int:
 
     print(f'weights: {path}\n\n| run | filters | dead | dead filters | median objective | s |\n|---|---|---|---|---|---|')
     first = range(args.filters)
-    dead = set(run('seed (20 steps)', first, preset='seed'))
-    dead &= set(run(f'seed + redirected ReLU ({args.redirect} of 20 steps)', first, preset='seed',
-                    redirect_relu_steps=args.redirect))
+    if args.only:
+        dead = {int(f) for f in args.only.split(',')}
+    else:
+        dead = set(run('seed (20 steps)', first, preset='seed'))
+        dead &= set(run(f'seed + redirected ReLU ({args.redirect} of 20 steps)', first, preset='seed',
+                        redirect_relu_steps=args.redirect))
     if dead and args.lucid_steps:
         still = sorted(dead)
         run(f'lucid, no redirect ({args.lucid_steps} steps), still-dead only', still, preset='lucid',
