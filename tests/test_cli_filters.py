@@ -107,3 +107,10 @@ def test_ctrl_c_keeps_finished_layers_and_leaves_no_partial_file(tiny_cli, tmp_p
     assert list(json.loads((out / 'manifest.json').read_text())['layers']) == ['block1_conv1']
     for n in names[:-1]:
         Image.open(out / n).load()  # complete, readable
+
+
+def test_lucid_preset_runs_and_is_shown_unnormalized(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'lucid') == 0
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert m['normalize'] == 'clip' and m['preset'] == 'lucid'
+    assert Image.open(tmp_path / 'out' / 'block2_conv1_0.png').size == (32, 32)

@@ -41,8 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument('--out', default='jaxvis_filters', help='output folder (default ./jaxvis_filters)')
     p.add_argument('--best', type=int, default=None, help='grid of the best N live filters (default: all live)')
     p.add_argument('--margin', type=int, default=5, help='pixels between grid tiles (default 5)')
-    p.add_argument('--normalize', default='seed', choices=sorted(NORMALIZERS),
-                   help="display normalization (default 'seed': seed 003's mean/std one)")
+    p.add_argument('--normalize', default=None, choices=sorted(NORMALIZERS),
+                   help="display normalization (default 'seed', seed 003's mean/std one; 'clip' for --preset lucid, "
+                        "whose images are already in range)")
     p.add_argument('--gif', action='store_true', help='also write <layer>.gif of the grid as the filters form')
     p.add_argument('--snapshot-every', type=int, default=None, help='steps between GIF frames (default steps/20)')
     p.add_argument('--quiet', action='store_true', help='no progress bar or messages')
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides['steps'] = args.steps
     cfg = preset(args.preset, **overrides)
+    if args.normalize is None:
+        args.normalize = 'clip' if cfg.param is not None else 'seed'
     if args.best is not None and args.best < 1:
         raise JaxvisError('--best must be >= 1')
     if args.size < 1:
