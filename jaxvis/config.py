@@ -49,7 +49,7 @@ class FilterConfig:
     optimizer: optax.GradientTransformation | None = None
     regularizer: R.Regularizer | None = None
     dtype: str = 'float32'            # 'bfloat16': convs in bf16 (fp32 params, image and loss)
-    # Lucid-style options (jaxvis.render.make_param_step runs when any is set; None/0 keep the path above):
+    # Lucid-style options (None/0 keep the seeds' pixel ascent):
     param: P.Param | None = None      # optimize this parameterization's params instead of pixels
     transform: T.Transform | None = None  # (key, [H,W,3] RGB in [0,1]) -> image, before the model
     objective: Any = None             # layer -> Objective (e.g. jaxvis.objectives.neuron); None: channel mean

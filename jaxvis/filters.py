@@ -20,7 +20,6 @@ from jaxvis.config import FilterConfig, preset
 from jaxvis.errors import JaxvisError
 from jaxvis.models import ModelSpec, get_model
 
-EPS = 1e-7  # Keras' K.epsilon(), used by seed 003's gradient normalization
 
 
 class FilterResult(NamedTuple):
@@ -73,39 +72,12 @@ def init_image(cfg: FilterConfig, key: jax.Array, size: int) -> jax.Array:
 def make_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None) -> Callable:
     """The pure per-image step ``(params, x, opt_state, f, key, t) -> (x, opt_state, loss)``.
 
-    x: [H, W, 3] float32 model-input space; f: [] int filter; key: the filter's key; t: [] int step.
-    ``loss`` is the objective before the update. Not jitted or vmapped: see :func:`batched_step`.
-    With ``cfg.param``, ``cfg.transform`` or ``cfg.redirect_relu_steps`` it is
-    :func:`jaxvis.render.make_param_step` (``x`` is then the param's pytree).
+    x: [H, W, 3] float32 model-input space (or, with ``cfg.param``, the param's pytree); f: [] int filter;
+    key: the filter's key; t: [] int step. ``loss`` is the objective before the update. The update order
+    is :class:`jaxvis.config.FilterConfig`'s; the body is :func:`jaxvis.render.make_param_step`, which
+    serves pixels and parameterizations alike. Not jitted or vmapped: see :func:`batched_step`.
     """
-    if render.uses_param_step(cfg):
-        return render.make_param_step(spec, layer, cfg, objective)
-    module = spec.make(layer) if cfg.dtype == 'float32' else spec.make(layer, dtype=jnp.dtype(cfg.dtype))
-    objective = objective or objectives.channel_mean(layer)
-    transform = cfg.build_transform()
-    reg = cfg.build_regularizer()
-    opt = cfg.optimizer
-
-    def loss_fn(x, params, f, key):
-        acts = module.apply({'params': params}, transform(key, x)[None])
-        return objective(acts, f).astype(jnp.float32)  # bf16 activations: the loss is still fp32
-
-    def step(params, x, opt_state, f, key, t):
-        loss, g = jax.value_and_grad(loss_fn)(x, params, f, jax.random.fold_in(key, t + 1))
-        d = g / (jnp.sqrt(jnp.mean(jnp.square(g))) + EPS) if cfg.normalize == 'rms' else g
-        if opt is not None:
-            updates, opt_state = opt.update(-d, opt_state, x)
-            x = x + updates
-        else:
-            if cfg.lr_policy == 'progress':
-                lr = jnp.minimum(cfg.max_lr, cfg.desired_progress / (jnp.sum(jnp.square(d)) + EPS))
-            else:
-                lr = cfg.step_size
-            x = x + lr * d
-        x = reg.apply(x, g, t)
-        return x, opt_state, loss
-
-    return step
+    return render.make_param_step(spec, layer, cfg, objective)
 
 
 def make_score(spec: ModelSpec, layer: str, objective=None) -> Callable:

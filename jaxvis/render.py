@@ -1,9 +1,8 @@
 """The parameterized render step (Lucid-style), the redirected-ReLU gradient, and diverse batches.
 
-:func:`make_param_step` has the signature of :func:`jaxvis.filters.make_step` and is what it runs when a
-:class:`~jaxvis.config.FilterConfig` asks for anything beyond the seeds' pixel ascent: a ``param``
-(optimize Fourier coefficients, say, instead of pixels), a ``transform`` in ``[0, 1]`` RGB, or the
-redirected ReLU gradient. The engine's loop, chunking and per-filter keys stay the same. Per image::
+:func:`make_param_step` is the step :func:`jaxvis.filters.make_step` runs: the seeds' pixel ascent, and
+whatever a :class:`~jaxvis.config.FilterConfig` asks for beyond it: a ``param`` (optimize Fourier
+coefficients, say, instead of pixels), a ``transform`` in ``[0, 1]`` RGB, or the redirected ReLU gradient. The engine's loop, chunking and per-filter keys stay the same. Per image::
 
     rgb = param.to_image(p)                      # [H, W, 3] in [0, 1]   (pixels: deprocess(p) / 255)
     x = spec.preprocess(255 * transform(k, rgb))  # model input
@@ -85,11 +84,6 @@ def make_apply(spec: ModelSpec, layer: str, redirect_steps: int = 0, dtype: str 
 
 
 # ---------------------------------------------------------------- params <-> model input
-
-def uses_param_step(cfg: FilterConfig) -> bool:
-    """Whether ``cfg`` needs :func:`make_param_step` (a param, a transform or the redirected ReLU)."""
-    return cfg.param is not None or cfg.transform is not None or cfg.redirect_relu_steps > 0
-
 
 def to_rgb01(spec: ModelSpec, cfg: FilterConfig) -> Callable:
     """``p -> [H, W, 3]`` RGB in ``[0, 1]`` (pixels: ``deprocess(p) / 255``, not clipped)."""
