@@ -25,6 +25,8 @@ class FilterConfig:
       4. the regularizers, in this order: decay, blur (Gaussian every ``blur_every`` steps, or a box),
          small-value clip, small-norm clip, small-contribution clip; or ``regularizer`` when given,
          which replaces all of them (seed 000's weighted average is such a one).
+    ``conv`` picks the convolution algorithms (:func:`jaxvis.tuning.conv_plan`): 'auto' runs the deeper
+    VGG convs as Winograd on CPU where measured faster (XLA's own elsewhere), 'direct' never.
     The start image is ``init_offset + init_scale * U[0, 1)`` (or ``N(0, 1)`` with ``init_dist='normal'``)
     in model-input space; seed 003's ``(U - 0.5) * 20 + 128`` is offset 118, scale 20.
     """
@@ -49,6 +51,7 @@ class FilterConfig:
     optimizer: optax.GradientTransformation | None = None
     regularizer: R.Regularizer | None = None
     dtype: str = 'float32'            # 'bfloat16': convs in bf16 (fp32 params, image and loss)
+    conv: str = 'auto'                # convolution algorithms: 'auto' | 'direct' | 'winograd2' | 'winograd4'
     # Lucid-style options (None/0 keep the seeds' pixel ascent):
     param: P.Param | None = None      # optimize this parameterization's params instead of pixels
     transform: T.Transform | None = None  # (key, [H,W,3] RGB in [0,1]) -> image, before the model
@@ -59,7 +62,8 @@ class FilterConfig:
         if self.steps < 1:
             raise JaxvisError(f'steps must be >= 1, got {self.steps}')
         for name, allowed in (('normalize', ('rms', 'none')), ('lr_policy', ('constant', 'progress')),
-                              ('init_dist', ('uniform', 'normal')), ('dtype', ('float32', 'bfloat16'))):
+                              ('init_dist', ('uniform', 'normal')), ('dtype', ('float32', 'bfloat16')),
+                              ('conv', ('auto', 'direct', 'winograd2', 'winograd4'))):
             if getattr(self, name) not in allowed:
                 raise JaxvisError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
         for name in ('value_pct', 'norm_pct', 'contrib_pct'):

@@ -2,8 +2,10 @@
 
 Each filter's image is a function of (key, layer, filter index, config) alone: its key is
 ``fold_in(fold_in(key, crc32(layer)), filter)``, so it does not depend on which other filters share its
-batch, nor on the batch size. The steps run as a Python loop over one jitted, ``vmap``-ed step
-(measured faster than ``lax.fori_loop`` on XLA:CPU; see docs/benchmarks.md).
+batch, nor on the batch size (up to float rounding: see the README). The steps run as a Python loop
+over one jitted, ``vmap``-ed step (measured faster than ``lax.fori_loop`` on XLA:CPU), in chunks of
+filters (:mod:`jaxvis.schedule`, which can also drop dead filters early). On CPU the step is compiled
+with the options and convolution algorithms of :mod:`jaxvis.tuning` (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import objectives, render, sharding
+from jaxvis import objectives, render, schedule, sharding, tuning
 from jaxvis.config import FilterConfig, preset
 from jaxvis.errors import JaxvisError
 from jaxvis.models import ModelSpec, get_model
@@ -69,15 +71,18 @@ def init_image(cfg: FilterConfig, key: jax.Array, size: int) -> jax.Array:
     return cfg.init_offset + cfg.init_scale * noise
 
 
-def make_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None) -> Callable:
+def make_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None, *, size: int | None = None,
+              batch: int = 1) -> Callable:
     """The pure per-image step ``(params, x, opt_state, f, key, t) -> (x, opt_state, loss)``.
 
     x: [H, W, 3] float32 model-input space (or, with ``cfg.param``, the param's pytree); f: [] int filter;
     key: the filter's key; t: [] int step. ``loss`` is the objective before the update. The update order
     is :class:`jaxvis.config.FilterConfig`'s; the body is :func:`jaxvis.render.make_param_step`, which
-    serves pixels and parameterizations alike. Not jitted or vmapped: see :func:`batched_step`.
+    serves pixels and parameterizations alike. ``size`` and ``batch`` (images per device per call) pick
+    the convolution algorithms (``cfg.conv``, :func:`jaxvis.tuning.conv_plan`). Not jitted or vmapped:
+    see :func:`batched_step`.
     """
-    return render.make_param_step(spec, layer, cfg, objective)
+    return render.make_param_step(spec, layer, cfg, objective, size=size, batch=batch)
 
 
 def make_score(spec: ModelSpec, layer: str, objective=None) -> Callable:
@@ -126,7 +131,7 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
                       steps: int | None = None, preset: str = 'seed', key: jax.Array | None = None,
                       init=None, batch_size: int | None = None, snapshot_every: int | None = None,
                       config: FilterConfig | None = None, progress: Callable[[int], None] | None = None,
-                      devices=None, **overrides) -> FilterResult:
+                      devices=None, drop_dead: bool = False, **overrides) -> FilterResult:
     """Find, for each filter, the input that maximizes its mean activation, by gradient ascent.
 
     Args:
@@ -137,19 +142,24 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
       steps: overrides the preset's step count. preset: see :data:`jaxvis.config.PRESETS`.
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the preset's noise.
-      batch_size: filters per compiled batch (memory bound); None: all at once up to 32.
+      batch_size: filters per compiled batch (memory bound); None: all at once up to 32. A last partial
+        chunk is padded only to a multiple of 8 (per device).
       snapshot_every: also return the images every k steps (to watch the filters form).
       config: a full FilterConfig (then ``preset``/``overrides`` are ignored).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
         along the filter axis and padded to a multiple of their number (see :mod:`jaxvis.sharding`).
+      drop_dead: after the first step, optimize only the live filters (see :mod:`jaxvis.schedule`): the
+        dead ones (objective and gradient exactly 0) get exactly the result all steps would give. Needs a
+        config whose step cannot move such an image (:func:`jaxvis.schedule.can_drop_dead`).
       **overrides: FilterConfig fields replacing the preset's (decay=..., jitter=..., optimizer=...).
 
     Returns:
       FilterResult (shapes in its docstring).
 
     Raises:
-      JaxvisError: unknown layer or preset, filter index out of range, size too small for the layer.
+      JaxvisError: unknown layer or preset, filter index out of range, size too small for the layer,
+        drop_dead with a config that can move a zero-gradient image.
     """
     spec = get_model(model)
     n_channels = spec.channels(layer)
@@ -177,50 +187,32 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
             raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
         start = np.asarray(spec.preprocess(start))
 
+    if drop_dead and not schedule.can_drop_dead(cfg):
+        raise JaxvisError('drop_dead needs a step that cannot move a zero-gradient image: plain ascent on pixels '
+                          'with no jitter, transform, regularizer, optimizer or redirected ReLU')
     to_x, from_x = render.input_maps(spec, cfg)  # param <-> model input; identities for pixels
-    step, score, make_init, opt_init = _compiled(spec, layer, cfg, mesh, size)
+    step, score, make_init, opt_init = _compiled(spec, layer, cfg, mesh, size, bs)
     snap_steps = _snapshot_steps(cfg.steps, snapshot_every)
 
-    images, losses, history, snaps = [], [], [], []
-    for lo in range(0, n, bs):
-        chunk = idx[lo:lo + bs]
-        real = len(chunk)
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - real)])  # pad: one compiled shape
+    def begin(pos, x=None):
+        chunk = idx[pos]
         f = sharding.shard(jnp.asarray(chunk, jnp.int32), mesh)
         keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
-        if start is None:
-            x = make_init(keys)
-        else:
-            s = start[lo:lo + bs]
-            x = from_x(jnp.asarray(np.concatenate([s, np.repeat(s[-1:], bs - real, axis=0)])))
-        x = sharding.shard(x, mesh)
-        opt_state = opt_init(x)
-        hist, chunk_snaps = [], []
-        for t in range(cfg.steps):
-            if t in snap_steps:
-                chunk_snaps.append(to_x(x))
-            x, opt_state, loss = step(p, x, opt_state, f, keys, jnp.int32(t))
-            hist.append(loss)
-            if progress is not None:
-                loss.block_until_ready()  # report work done, not work queued
-                progress(real)
-        if cfg.steps in snap_steps:
-            chunk_snaps.append(to_x(x))
-        final = score(p, to_x(x), f)
-        images.append(np.asarray(spec.deprocess(to_x(x)))[:real])
-        losses.append(np.asarray(final)[:real])
-        history.append(np.asarray(jnp.stack(hist))[:, :real])
-        if snap_steps:
-            snaps.append(np.asarray(spec.deprocess(jnp.stack(chunk_snaps)))[:, :real])
+        if x is None:
+            x = make_init(keys) if start is None else from_x(jnp.asarray(start[pos]))
+        x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
+        return x, opt_init(x), f, keys
 
-    losses_all = np.concatenate(losses).astype(np.float32)
+    out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x, f), to_x, n, bs, cfg.steps,
+                       snap_steps, progress, drop_dead, round_to=8 * (1 if mesh is None else mesh.size))
+    losses = out.losses.astype(np.float32)
     return FilterResult(
-        images=np.concatenate(images).astype(np.float32),
-        losses=losses_all,
-        history=np.concatenate(history, axis=1).astype(np.float32),
-        dead=losses_all <= 0,
+        images=np.asarray(spec.deprocess(out.x)).astype(np.float32),
+        losses=losses,
+        history=out.history.astype(np.float32),
+        dead=losses <= 0,
         filters=idx,
-        snapshots=np.concatenate(snaps, axis=1) if snaps else None,
+        snapshots=None if out.snapshots is None else np.asarray(spec.deprocess(out.snapshots)),
         snapshot_steps=tuple(sorted(snap_steps)),
         config=cfg,
     )
@@ -229,11 +221,13 @@ def visualize_filters(params, layer: str, filters, *, model: str | ModelSpec = '
 _preset = preset  # the argument named `preset` shadows the function inside visualize_filters
 
 
-def _compile(spec: ModelSpec, layer: str, cfg: FilterConfig, mesh, size: int):
+def _compile(spec: ModelSpec, layer: str, cfg: FilterConfig, mesh, size: int, bs: int):
     """The jitted step, scorer, start-image maker and optimizer init for one configuration."""
     objective = cfg.objective(layer) if cfg.objective is not None else None
-    step = batched_step(make_step(spec, layer, cfg, objective), mesh)
-    score = jax.jit(jax.vmap(make_score(spec, layer, objective), in_axes=(None, 0, 0)))
+    per_device = bs // (1 if mesh is None else mesh.size)
+    step = batched_step(make_step(spec, layer, cfg, objective, size=size, batch=per_device), mesh)
+    score = jax.jit(jax.vmap(make_score(spec, layer, objective), in_axes=(None, 0, 0)),
+                    compiler_options=tuning.compiler_options())
     make_init = jax.jit(jax.vmap(lambda k: init_image(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init)) if cfg.optimizer is not None else (lambda x: ())
     return step, score, make_init, opt_init
@@ -242,15 +236,15 @@ def _compile(spec: ModelSpec, layer: str, cfg: FilterConfig, mesh, size: int):
 _compile_cached = functools.lru_cache(maxsize=8)(_compile)
 
 
-def _compiled(spec, layer, cfg, mesh, size):
+def _compiled(spec, layer, cfg, mesh, size, bs):
     """:func:`_compile`, reused across calls with an equal configuration (no recompiling per call).
 
     Configurations holding unhashable objects are compiled afresh each call.
     """
     try:
-        return _compile_cached(spec, layer, cfg, mesh, size)
+        return _compile_cached(spec, layer, cfg, mesh, size, bs)
     except TypeError:
-        return _compile(spec, layer, cfg, mesh, size)
+        return _compile(spec, layer, cfg, mesh, size, bs)
 
 
 def _snapshot_steps(steps: int, every: int | None) -> set[int]:

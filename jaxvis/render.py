@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis import metrics, objectives
+from jaxvis import metrics, objectives, tuning
 from jaxvis.config import FilterConfig, preset as get_preset
 from jaxvis.errors import JaxvisError
 from jaxvis.models import ModelSpec, get_model
@@ -61,13 +61,17 @@ def _rr_bwd(res, g):
 redirected_relu.defvjp(_rr_fwd, _rr_bwd)
 
 
-def make_apply(spec: ModelSpec, layer: str, redirect_steps: int = 0, dtype: str = 'float32') -> Callable:
+def make_apply(spec: ModelSpec, layer: str, redirect_steps: int = 0, dtype: str = 'float32',
+               conv: tuple = ()) -> Callable:
     """``(params, x [B, H, W, 3], t []) -> {layer: [B, H', W', C]}``; ReLUs redirected while ``t < redirect_steps``.
 
-    ``dtype`` 'bfloat16' runs the convolutions in bf16 (as :func:`jaxvis.filters.make_step`).
+    ``dtype`` 'bfloat16' runs the convolutions in bf16 (as :func:`jaxvis.filters.make_step`); ``conv`` is a
+    :func:`jaxvis.tuning.conv_plan` (only for a ``spec.tunable`` model).
     Raises JaxvisError if ``redirect_steps > 0`` and the model's ``make`` takes no ``relu=``.
     """
     kw = {} if dtype == 'float32' else {'dtype': jnp.dtype(dtype)}
+    if conv:
+        kw['conv'] = tuple(conv)
     if redirect_steps <= 0:
         module = spec.make(layer, **kw)
         return lambda params, x, t: module.apply({'params': params}, x)
@@ -147,14 +151,19 @@ def _ascent(cfg: FilterConfig, p, g, opt_state):
     return jax.tree_util.tree_map(lambda a, b: a + lr * b, p, d), opt_state
 
 
-def make_param_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None) -> Callable:
+def make_param_step(spec: ModelSpec, layer: str, cfg: FilterConfig, objective=None, *,
+                    size: int | None = None, batch: int = 1) -> Callable:
     """The per-image step ``(params, p, opt_state, f, key, t) -> (p, opt_state, loss)``, as
     :func:`jaxvis.filters.make_step`, for any ``cfg.param`` / ``cfg.transform`` / redirected ReLU.
 
     ``p`` is the param's pytree (or ``[H, W, 3]`` model-input pixels when ``cfg.param`` is None, then the
-    regularizers run after the update too); ``loss`` is the objective before the update.
+    regularizers run after the update too); ``loss`` is the objective before the update. ``size`` (image
+    side) and ``batch`` (images per device in one call) choose the convolutions by ``cfg.conv``
+    (:func:`jaxvis.tuning.conv_plan`); without ``size`` every convolution is direct.
     """
-    apply = make_apply(spec, layer, cfg.redirect_relu_steps, cfg.dtype)
+    plan = (tuning.conv_plan(spec.layers, layer, size, batch, cfg.conv, cfg.dtype)
+            if size is not None and spec.tunable else ())
+    apply = make_apply(spec, layer, cfg.redirect_relu_steps, cfg.dtype, plan)
     objective = objective or objectives.channel_mean(layer)
     model_input = _transformed_input(spec, cfg)
     reg = cfg.build_regularizer() if cfg.param is None else None

@@ -9,12 +9,14 @@ so each process renders its own filters (docs/performance.md).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxvis import tuning
 from jaxvis.errors import JaxvisError
 
 AXIS = 'filters'
@@ -72,7 +74,9 @@ def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None
     ``mesh.size``), those with None are replicated; every output is split along its leading axis.
     """
     batched = jax.vmap(fn, in_axes=tuple(in_axes))
+    platform = (jax.local_devices() if mesh is None else mesh.devices.flat)[0].platform
+    jit = functools.partial(jax.jit, compiler_options=tuning.compiler_options(platform))
     if mesh is None:
-        return jax.jit(batched)
+        return jit(batched)
     specs = tuple(P() if a is None else P(AXIS) for a in in_axes)
-    return jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS)))
+    return jit(jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS)))

@@ -114,10 +114,11 @@ def _peak_device_mb() -> float | None:
     return max(peaks) / 2 ** 20 if peaks else None
 
 
-def run_config(params, args, n: int, bs: int) -> dict:
+def run_config(params, args, n: int, bs: int, drop_dead: bool = False) -> dict:
     """Warm-up plus ``args.repeats`` timed calls of visualize_filters for ``n`` filters at batch ``bs``."""
     kw = dict(model=args.model, size=args.size, steps=args.steps, preset='seed', batch_size=bs,
-              key=jax.random.key(args.seed), dtype=args.dtype, devices=args.devices)
+              key=jax.random.key(args.seed), dtype=args.dtype, devices=args.devices, conv=args.conv,
+              drop_dead=drop_dead)
     filters = list(range(n))
     _reset_peak_rss()
     walls, compiles, cpus, result, first_compile = [], [], [], None, 0.0
@@ -136,7 +137,7 @@ def run_config(params, args, n: int, bs: int) -> dict:
     rates = [fs / max(w - c, 1e-9) for w, c in zip(walls, compiles)]
     rate = statistics.median(rates)
     return {
-        'n': n, 'batch_size': bs, 'steps': args.steps, 'repeats': args.repeats,
+        'n': n, 'batch_size': bs, 'steps': args.steps, 'repeats': args.repeats, 'drop_dead': drop_dead,
         'filter_steps_per_s': rate, 'filter_steps_per_s_runs': rates,
         'gflops': rate * GFLOP_PER_FILTER_STEP_128 * (args.size / 128) ** 2 if args.layer == 'block5_conv1' else None,
         'compile_s': first_compile, 'wall_s': statistics.median(walls),
@@ -156,12 +157,17 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--steps', type=int, default=20)
     ap.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+    ap.add_argument('--conv', choices=('auto', 'direct', 'winograd2', 'winograd4'), default='auto',
+                    help="convolution algorithms (default 'auto': jaxvis.tuning.conv_plan)")
     ap.add_argument('--layer', default='block5_conv1')
     ap.add_argument('--model', default='vgg16')
     ap.add_argument('--weights', default=None, help='a Keras .h5; default: random weights of the same shapes')
     ap.add_argument('--devices', choices=('all', 'one'), default='all',
                     help="'all' local devices (the engine's default) or only the first")
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--drop-dead', action='store_true',
+                    help='also time each batch size with dead filters dropped after step 1 (filter-steps/s then '
+                         'counts the steps the dead filters skip as done)')
     ap.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     args = ap.parse_args(argv)
     if args.repeats < 1:
@@ -183,12 +189,14 @@ def main(argv=None) -> int:
     out['baseline'] = run_config(params, args, base_n, 1) if base_n else None
     rows = []
     for bs in (int(b) for b in args.batch_sizes.split(',')):
-        row = run_config(params, args, args.n, min(bs, args.n))
-        if out['baseline']:
-            row['speedup'] = row['filter_steps_per_s'] / out['baseline']['filter_steps_per_s']
-        rows.append(row)
-        if not args.json:
-            print(f"batch {row['batch_size']:4d}: {row['filter_steps_per_s']:7.2f} filter-steps/s", file=sys.stderr)
+        for drop in (False, True) if args.drop_dead else (False,):
+            row = run_config(params, args, args.n, min(bs, args.n), drop)
+            if out['baseline']:
+                row['speedup'] = row['filter_steps_per_s'] / out['baseline']['filter_steps_per_s']
+            rows.append(row)
+            if not args.json:
+                print(f"batch {row['batch_size']:4d}{' drop-dead' if drop else ''}: "
+                      f"{row['filter_steps_per_s']:7.2f} filter-steps/s", file=sys.stderr)
     out['results'] = rows
     out['loadavg_end'] = os.getloadavg()
     if args.json:
@@ -202,14 +210,15 @@ def _table(out: dict) -> None:
     m = out['machine']
     print(f"{m.get('cpu', '?')} ({m.get('os_cpus')} CPUs), jax {m['jax']}, {m['backend']}: {', '.join(m['devices'])}")
     print(f"load average at start {out['loadavg_start'][0]:.1f}, at end {out['loadavg_end'][0]:.1f}")
-    print(f"{'config':>16} {'f-steps/s':>10} {'GFLOP/s':>8} {'x base':>7} {'compile s':>9} {'CPU s/f-step':>12} "
-          f"{'peak MB':>8}")
+    print(f"{'config':>21} {'f-steps/s':>10} {'GFLOP/s':>8} {'x base':>7} {'compile s':>9} {'CPU s/f-step':>12} "
+          f"{'peak MB':>8} {'dead':>5}")
     rows = ([('baseline bs=1', out['baseline'])] if out['baseline'] else []) + [
-        (f"n={r['n']} bs={r['batch_size']}", r) for r in out['results']]
+        (f"n={r['n']} bs={r['batch_size']}{' drop' if r['drop_dead'] else ''}", r) for r in out['results']]
     for name, r in rows:
         mem = r['peak_device_mb'] if r['peak_device_mb'] is not None else r['peak_rss_mb']
-        print(f"{name:>16} {r['filter_steps_per_s']:10.2f} {r['gflops'] or float('nan'):8.1f} "
-              f"{r.get('speedup', 1.0):7.2f} {r['compile_s']:9.2f} {r['cpu_s_per_filter_step']:12.3f} {mem:8.0f}")
+        print(f"{name:>21} {r['filter_steps_per_s']:10.2f} {r['gflops'] or float('nan'):8.1f} "
+              f"{r.get('speedup', 1.0):7.2f} {r['compile_s']:9.2f} {r['cpu_s_per_filter_step']:12.3f} {mem:8.0f} "
+              f"{r['dead']:5d}")
 
 
 if __name__ == '__main__':

@@ -193,6 +193,8 @@ def _no_network(monkeypatch):
 
     monkeypatch.setattr(_W, '_fetch_url', no_network)
     monkeypatch.setattr(_W, '_pip_download', no_network)
+    # CLI runs in this process must not point JAX's global compilation cache at a test's tmp folder
+    monkeypatch.setenv('JAXVIS_COMPILE_CACHE', '0')
 
 
 @pytest.fixture

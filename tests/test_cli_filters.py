@@ -114,3 +114,52 @@ def test_lucid_preset_runs_and_is_shown_unnormalized(tiny_cli, tmp_path):
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert m['normalize'] == 'clip' and m['preset'] == 'lucid'
     assert Image.open(tmp_path / 'out' / 'block2_conv1_0.png').size == (32, 32)
+
+
+def test_compile_cache_folder(monkeypatch, isolated):
+    """The CLI keeps compiled steps in <jaxvis cache>/xla, unless turned off or already configured."""
+    import jax
+
+    from jaxvis.cli.common import use_compile_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update('jax_compilation_cache_dir', None)
+        use_compile_cache()  # JAXVIS_COMPILE_CACHE=0 in every test
+        assert jax.config.jax_compilation_cache_dir is None
+        monkeypatch.setenv('JAXVIS_COMPILE_CACHE', '1')
+        use_compile_cache()
+        assert jax.config.jax_compilation_cache_dir == str(isolated.cache / 'xla')
+        assert (isolated.cache / 'xla').is_dir()
+        jax.config.update('jax_compilation_cache_dir', '/somewhere/else')
+        use_compile_cache()
+        assert jax.config.jax_compilation_cache_dir == '/somewhere/else'
+    finally:
+        jax.config.update('jax_compilation_cache_dir', before)
+
+
+def test_drop_dead_default_and_flags(tiny_cli, tmp_path, capsys):
+    """seed drops dead filters by default (same images for them); --no-drop-dead computes every step;
+    a preset that can move zero-gradient images refuses --drop-dead with one line."""
+    assert run(tmp_path, '--layer', 'block3_conv2', '--filters', '0:6', out='auto') == 0
+    assert run(tmp_path, '--layer', 'block3_conv2', '--filters', '0:6', '--no-drop-dead', out='all') == 0
+    auto = json.loads((tmp_path / 'auto' / 'manifest.json').read_text())
+    full = json.loads((tmp_path / 'all' / 'manifest.json').read_text())
+    assert auto['drop_dead'] is True and full['drop_dead'] is False
+    dead = [e['filter'] for e in full['layers']['block3_conv2']['filters'] if e['dead']]
+    assert dead  # the tiny test params have a dead filter in this layer
+    assert dead == [e['filter'] for e in auto['layers']['block3_conv2']['filters'] if e['dead']]
+    for f in dead:
+        a = np.asarray(Image.open(tmp_path / 'auto' / f'block3_conv2_{f}.png'))
+        np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / 'all' / f'block3_conv2_{f}.png')))
+    capsys.readouterr()
+    assert run(tmp_path, '--layer', 'block3_conv2', '--preset', 'jacobgil', '--drop-dead', out='bad') == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--drop-dead' in err[0]
+    assert not (tmp_path / 'bad').exists()
+
+
+def test_conv_flag_recorded(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--conv', 'winograd2') == 0
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert m['config']['conv'] == 'winograd2'

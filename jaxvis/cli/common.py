@@ -38,6 +38,25 @@ def load_params(args: argparse.Namespace, *, quiet: bool = False):
     return spec, params, info
 
 
+def use_compile_cache() -> None:
+    """Keep XLA's compiled steps on disk (JAX's persistent compilation cache) so that a rerun with the
+    same shapes skips compiling: ``<jaxvis cache>/xla``. A cache folder the user configured wins;
+    ``JAXVIS_COMPILE_CACHE=0`` turns it off; a folder that cannot be created means compiling every time.
+    """
+    import jax
+
+    from jaxvis.weights import cache_dir
+
+    if os.environ.get('JAXVIS_COMPILE_CACHE', '1') == '0' or jax.config.jax_compilation_cache_dir:
+        return
+    path = cache_dir() / 'xla'
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update('jax_compilation_cache_dir', str(path))
+
+
 def ensure_out_dir(path: str) -> str:
     """Create ``path`` if needed and check it is writable; one clear JaxvisError otherwise."""
     try:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     shapes = plan_octaves(image.shape[:2], octaves=args.octaves, octave_scale=args.octave_scale, model=spec,
                           layers=layers)  # raises for unknown layers and too-small images, before loading weights
     spec, params, weights_info = common.load_params(args, quiet=args.quiet)
+    common.use_compile_cache()
 
     dream_kwargs = dict(layers=layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
                         step_size=args.step_size, model=spec, tile_size=args.tile_size,

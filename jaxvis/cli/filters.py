@@ -9,12 +9,14 @@ import time
 import jax
 import numpy as np
 
-from jaxvis.cli.common import add_model_args, ensure_out_dir, load_params
+from jaxvis.cli.common import add_model_args, ensure_out_dir, load_params, use_compile_cache
 from jaxvis.cli.output import environment, save_gif, save_png, write_json
 from jaxvis.config import PRESETS, preset
 from jaxvis.display import NORMALIZERS, grid, to_uint8
 from jaxvis.errors import JaxvisError
 from jaxvis.filters import best_order, parse_filters, visualize_filters
+from jaxvis.schedule import can_drop_dead
+from jaxvis.tuning import CONV_MODES
 
 OVERRIDES = (  # (flag, FilterConfig field, type)
     ('--step-size', 'step_size', float), ('--decay', 'decay', float), ('--blur-sigma', 'blur_sigma', float),
@@ -36,6 +38,12 @@ def add_parser(sub) -> None:
     p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0); same seed, same bytes')
     p.add_argument('--batch-size', type=int, default=None, help='filters optimized together (memory bound)')
+    p.add_argument('--drop-dead', default=None, action=argparse.BooleanOptionalAction,
+                   help='after the first step, optimize only the live filters (seed 003 skips the dead ones; '
+                        'their images are exactly the same). Default: on where the preset allows it (seed)')
+    p.add_argument('--conv', default=None, choices=CONV_MODES,
+                   help="convolution algorithms (default 'auto': Winograd for the layers where it was measured "
+                        "faster on CPU, XLA's own on GPU/TPU; 'direct': XLA's own everywhere)")
     for flag, field, typ in OVERRIDES:
         p.add_argument(flag, dest=field, type=typ, default=None, help=f'override the preset\'s {field}')
     p.add_argument('--out', default='jaxvis_filters', help='output folder (default ./jaxvis_filters)')
@@ -78,9 +86,15 @@ def run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for _, field, _ in OVERRIDES if getattr(args, field) is not None}
     if args.steps is not None:
         overrides['steps'] = args.steps
+    if args.conv is not None:
+        overrides['conv'] = args.conv
     cfg = preset(args.preset, **overrides)
     if args.normalize is None:
         args.normalize = 'clip' if cfg.param is not None else 'seed'
+    drop_dead = can_drop_dead(cfg) if args.drop_dead is None else args.drop_dead
+    if drop_dead and not can_drop_dead(cfg):
+        raise JaxvisError(f'--drop-dead needs a preset whose step cannot move a zero-gradient image '
+                          f'(no jitter, blur, decay, optimizer, ...): not {args.preset} with these options')
     if args.best is not None and args.best < 1:
         raise JaxvisError('--best must be >= 1')
     if args.size < 1:
@@ -96,18 +110,19 @@ def run(args: argparse.Namespace) -> int:
     snapshot_every = args.snapshot_every or (max(1, cfg.steps // 20) if args.gif else None)
 
     spec, params, weights_info = load_params(args, quiet=args.quiet)
+    use_compile_cache()
     key = jax.random.key(args.seed)
     manifest = {
         'command': 'filters', 'argv': sys.argv[1:], 'model': spec.name, 'size': args.size, 'seed': args.seed,
         'preset': args.preset, 'config': cfg.to_dict(), 'batch_size': args.batch_size,
-        'normalize': args.normalize, 'weights': weights_info, 'environment': environment(), 'layers': {},
+        'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info, 'environment': environment(), 'layers': {},
     }
     for layer, idx in plan:
         bar = _progress_bar(len(idx) * cfg.steps, layer, args.quiet)
         t0 = time.time()
         try:
             res = visualize_filters(params, layer, idx, model=spec, size=args.size, key=key, config=cfg,
-                                    batch_size=args.batch_size, snapshot_every=snapshot_every,
+                                    batch_size=args.batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
                                     progress=bar.update if bar else None)
         finally:
             if bar:

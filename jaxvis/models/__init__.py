@@ -25,6 +25,8 @@ class ModelSpec:
       make: ``last_layer -> flax Module`` whose ``apply({'params': p}, x)`` returns ``{layer: [N,H,W,C]}``.
       layers: ``((name, kind, channels, stride), ...)`` in forward order.
       preprocess: RGB 0..255 ``[..., 3]`` -> model input.  deprocess: its exact inverse.
+      tunable: ``make(last_layer, conv=plan)`` accepts a :func:`jaxvis.tuning.conv_plan` (every conv 3x3
+        'SAME' stride 1, every pool 2x2), so its convolutions may run as Winograd on CPU.
     """
 
     name: str
@@ -32,6 +34,7 @@ class ModelSpec:
     layers: tuple[tuple[str, str, int, int], ...]
     preprocess: Callable = preprocess
     deprocess: Callable = deprocess
+    tunable: bool = False
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -91,9 +94,9 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-register(ModelSpec('vgg16', VGG16, layer_table(VGG16_BLOCKS)))
-register(ModelSpec('vgg19', VGG19, layer_table(VGG19_BLOCKS)))
-register(ModelSpec('tiny', TinyVGG, layer_table(TINY_BLOCKS)))
+register(ModelSpec('vgg16', VGG16, layer_table(VGG16_BLOCKS), tunable=True))
+register(ModelSpec('vgg19', VGG19, layer_table(VGG19_BLOCKS), tunable=True))
+register(ModelSpec('tiny', TinyVGG, layer_table(TINY_BLOCKS), tunable=True))
 
 __all__ = ['ModelSpec', 'register', 'get_model', 'available_models', 'VGG', 'VGG16', 'VGG19', 'TinyVGG',
            'preprocess', 'deprocess', 'layer_table', 'load_keras_h5', 'save_keras_notop_h5']

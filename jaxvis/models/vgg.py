@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvis.models.winograd import conv3x3
+
 # Keras `vgg16.preprocess_input` ('caffe' mode): RGB -> BGR, minus the ImageNet BGR mean, no scaling.
 BGR_MEAN = (103.939, 116.779, 123.68)
 
@@ -59,6 +61,22 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+class Conv3x3(nn.Module):
+    """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
+    ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl``."""
+
+    features: int
+    impl: str = 'direct'
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features),
+                            jnp.float32)
+        bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), self.impl) + bias.astype(self.dtype)
+
+
 class VGG(nn.Module):
     """VGG feature extractor (no fully connected top).
 
@@ -66,6 +84,9 @@ class VGG(nn.Module):
       blocks: ``((n_convs, channels), ...)`` per block.
       last_layer: the deepest layer computed and returned (default: the last pool).
       relu: the activation after each conv (``nn.relu``; jaxvis.render swaps in a redirected-gradient one).
+      conv: ``((layer, impl), ...)``: layers computed by another algorithm than ``lax``'s direct
+        convolution, impl 'winograd2' or 'winograd4' (:mod:`jaxvis.models.winograd`; the params are the
+        same). Chosen per layer by :func:`jaxvis.tuning.conv_plan`; empty: every conv direct.
 
     ``__call__(x)``: x is ``[N, H, W, 3]`` float32 *preprocessed* input (see :func:`preprocess`).
     Returns ``{layer_name: [N, H', W', C]}`` for every layer up to and including ``last_layer``.
@@ -75,6 +96,7 @@ class VGG(nn.Module):
     last_layer: str | None = None
     dtype: jnp.dtype = jnp.float32
     relu: Callable = nn.relu
+    conv: tuple[tuple[str, str], ...] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -85,11 +107,15 @@ class VGG(nn.Module):
             raise ValueError(f'unknown layer {last!r}; valid layers: {", ".join(names)}')
         out = {}
         x = x.astype(self.dtype)
+        impls = dict(self.conv)
         for name, kind, width, _ in table:
             if kind == 'conv':
-                x = nn.Conv(width, (3, 3), padding='SAME', name=name, dtype=self.dtype,
-                            param_dtype=jnp.float32)(x)
-                x = self.relu(x)
+                if impls.get(name, 'direct') == 'direct':
+                    conv = nn.Conv(width, (3, 3), padding='SAME', name=name, dtype=self.dtype,
+                                   param_dtype=jnp.float32)
+                else:
+                    conv = Conv3x3(width, impls[name], dtype=self.dtype, name=name)
+                x = self.relu(conv(x))
             else:
                 x = max_pool_2x2(x)
             out[name] = x

@@ -1,0 +1,101 @@
+"""3x3 'SAME' stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3) and F(4x4, 3x3).
+
+Each m x m output tile costs ``(m + 2)^2`` products per input-output channel pair instead of ``9 m^2``:
+2.25x fewer multiply-adds for F(2x2, 3x3), 4x fewer for F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016). The input tiles and the kernel are transformed, the
+``(m + 2)^2`` tile positions become independent ``[tiles, C_in] @ [C_in, C_out]`` matmuls, and the
+results are transformed back. The input gradient is the same convolution with the kernel flipped and
+its channel axes swapped, so it runs through the same Winograd code (a ``custom_vjp``); the kernel
+gradient goes through ``lax`` (and is dropped by XLA when nobody asks for it).
+
+Rounding differs from a direct convolution: relative to the output's largest value, about 2e-6
+(F2) and 2e-5 (F4) in float32 (tests/test_winograd.py). Where it is faster is measured, not assumed:
+see :func:`jaxvis.tuning.conv_plan` and docs/performance.md.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (B^T, G, A^T) for F(m x m, 3 x 3): tile t = m + 2; B^T [t, t], G [t, 3], A^T [m, t].
+_F2 = (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
+       np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32),
+       np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32))
+_F4 = (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float32),
+       np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32),
+       np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float32))
+TRANSFORMS = {2: _F2, 4: _F4}
+
+
+def conv3x3_direct(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``lax`` 3x3 'SAME' stride-1 convolution: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]``."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _combine(coefs: np.ndarray, arrays: list) -> jax.Array:
+    """``sum_i coefs[i] * arrays[i]``, skipping zeros and writing +-1 as adds (fused by XLA)."""
+    out = None
+    for c, a in zip(coefs.tolist(), arrays):
+        if c == 0:
+            continue
+        term = a if c == 1 else (-a if c == -1 else c * a)
+        out = term if out is None else out + term
+    return out
+
+
+def _winograd(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
+    """The forward pass: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]`` (any H, W >= 1)."""
+    bt, g, at = TRANSFORMS[m]
+    t = m + 2
+    n, h, wd, _ = x.shape
+    ht, wt = -(-h // m), -(-wd // m)
+    # Zero rows/columns past the image change nothing: 'SAME' pads with zeros there anyway.
+    xp = jnp.pad(x, ((0, 0), (1, 1 + ht * m - h), (1, 1 + wt * m - wd), (0, 0)))
+    d = [[xp[:, i:i + m * ht:m, j:j + m * wt:m] for j in range(t)] for i in range(t)]  # [N, ht, wt, C]
+    u = jnp.einsum('ai,ijck,bj->abck', g, w.astype(jnp.float32), g).astype(x.dtype)  # [t, t, C, K]
+    prod = {}
+    for a in range(t):
+        rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
+        for b in range(t):
+            prod[a, b] = jnp.einsum('nhwc,ck->nhwk', _combine(bt[b], rows), u[a, b])
+    cols = [[_combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
+    y = jnp.stack([jnp.stack([_combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
+                   for p in range(m)], axis=2)  # [N, ht, m, wt, m, K]
+    return y.reshape(n, ht * m, wt * m, -1)[:, :h, :wd]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3_winograd(x: jax.Array, w: jax.Array, m: int = 2) -> jax.Array:
+    """Winograd F(m x m, 3 x 3), m in {2, 4}: the same result as :func:`conv3x3_direct` up to rounding.
+
+    x: ``[N, H, W, C]``; w: ``[3, 3, C, K]`` (HWIO); returns ``[N, H, W, K]``. Differentiable in both.
+    """
+    return _winograd(x, w, m)
+
+
+def _fwd(x, w, m):
+    return _winograd(x, w, m), (x, w)
+
+
+def _bwd(m, res, g):
+    x, w = res
+    dx = _winograd(g, jnp.flip(w, (0, 1)).swapaxes(2, 3), m)
+    dw = jax.vjp(lambda k: conv3x3_direct(x, k), w)[1](g)[0]
+    return dx, dw
+
+
+conv3x3_winograd.defvjp(_fwd, _bwd)
+
+
+def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
+    """A 3x3 'SAME' convolution by ``impl``: 'direct' (``lax``), 'winograd2' or 'winograd4'."""
+    if impl == 'direct':
+        return conv3x3_direct(x, w)
+    if impl in ('winograd2', 'winograd4'):
+        return conv3x3_winograd(x, w, int(impl[-1]))
+    raise ValueError(f"conv impl must be 'direct', 'winograd2' or 'winograd4', got {impl!r}")

@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Per-layer cost of VGG16's convolutions, forward plus input gradient, by algorithm and XLA:CPU options.
+
+For each distinct conv shape up to block5_conv1 at 128x128 (spatial side, channels in -> out), times
+``f(x, w)`` and the gradient with respect to ``x`` (what the filter step needs), median of ``--repeats``
+after a warm-up, for:
+
+  xla        ``lax.conv`` compiled with XLA's default options (jaxlib 0.10: YNNPACK convolutions)
+  direct     ``lax.conv`` with jaxvis's CPU options (:func:`jaxvis.tuning.compiler_options`: Eigen)
+  winograd2  F(2x2, 3x3) with jaxvis's options     winograd4  F(4x4, 3x3) with jaxvis's options
+
+and prints one row per shape (ms for fwd + input grad, GFLOP/s of the direct-equivalent work, the ratio to
+``xla``) plus which impl :func:`jaxvis.tuning.conv_plan` picks at this batch. Timings in one process, so
+ratios are comparable; absolute numbers move with machine load.
+
+  python scripts/conv_layers.py --batch 16
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis import tuning
+from jaxvis.models import VGG16_BLOCKS, layer_table
+from jaxvis.models.winograd import conv3x3
+
+IMPLS = ('xla', 'direct', 'winograd2', 'winograd4')
+
+
+def shapes(size: int) -> list[tuple[str, int, int, int, int]]:
+    """``(first layer, side, c_in, c_out, count)`` per distinct conv shape up to block5_conv1."""
+    rows, side, c_in = {}, size, 3
+    for name, kind, ch, _ in layer_table(VGG16_BLOCKS):
+        if kind == 'pool':
+            side //= 2
+        else:
+            key = (side, c_in, ch)
+            rows.setdefault(key, [name, 0])[1] += 1
+        c_in = ch
+        if name == 'block5_conv1':
+            break
+    return [(v[0], *k, v[1]) for k, v in rows.items()]
+
+
+def time_impl(impl: str, x, w, repeats: int) -> float:
+    opts = None if impl == 'xla' else tuning.compiler_options()
+    conv = 'direct' if impl == 'xla' else impl
+    ct = jnp.ones(x.shape[:-1] + (w.shape[-1],), x.dtype)
+    f = jax.jit(lambda x, w: conv3x3(x, w, conv), compiler_options=opts)
+    g = jax.jit(lambda x, w: jax.vjp(lambda a: conv3x3(a, w, conv), x)[1](ct)[0], compiler_options=opts)
+    total = 0.0
+    for fn in (f, g):
+        jax.block_until_ready(fn(x, w))
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(x, w))
+            runs.append(time.perf_counter() - t0)
+        total += statistics.median(runs)
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    ap.add_argument('--batch', type=int, default=16)
+    ap.add_argument('--size', type=int, default=128)
+    ap.add_argument('--repeats', type=int, default=5)
+    args = ap.parse_args(argv)
+    plan = dict(tuning.conv_plan(layer_table(VGG16_BLOCKS), 'block5_conv1', args.size, args.batch, 'auto'))
+    print(f'batch {args.batch}, {args.size}x{args.size}, jax {jax.__version__}, {jax.default_backend()}; '
+          'ms for forward + input gradient (GFLOP/s), x = vs xla')
+    print('| layer (count) | side | in -> out | ' + ' | '.join(IMPLS) + ' | auto picks |')
+    print('|---' * (len(IMPLS) + 4) + '|')
+    totals, auto = dict.fromkeys(IMPLS, 0.0), 0.0
+    rng = np.random.default_rng(0)
+    for name, side, c_in, c_out, count in shapes(args.size):
+        x = jnp.asarray(rng.standard_normal((args.batch, side, side, c_in), np.float32))
+        w = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out), np.float32) * np.float32((2 / 9 / c_in) ** .5))
+        gflop = 2 * 2 * args.batch * side * side * c_in * c_out * 9 / 1e9
+        t = {impl: time_impl(impl, x, w, args.repeats) for impl in IMPLS}
+        for impl in IMPLS:
+            totals[impl] += count * t[impl]
+        auto += count * t[plan.get(name, 'direct')]
+        cells = [f'{t[i] * 1e3:.0f} ({gflop / t[i]:.0f}) x{t["xla"] / t[i]:.2f}' for i in IMPLS]
+        print(f'| {name} ({count}) | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) +
+              f' | {plan.get(name, "direct")} |', flush=True)
+    print('| all 11 convs |  |  | ' + ' | '.join(f'{totals[i] * 1e3:.0f} x{totals["xla"] / totals[i]:.2f}'
+                                                 for i in IMPLS) + f' | {auto * 1e3:.0f} x{totals["xla"] / auto:.2f} |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

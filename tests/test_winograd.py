@@ -1,0 +1,157 @@
+"""Winograd convolutions against a plain numpy convolution and lax; the per-layer plan; CPU options."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvis import tuning
+from jaxvis.config import FilterConfig
+from jaxvis.errors import JaxvisError
+from jaxvis.filters import visualize_filters
+from jaxvis.models import VGG16_BLOCKS, TinyVGG, layer_table
+from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_winograd
+
+# Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
+TOL = {2: 1e-5, 4: 1e-4}
+
+
+def numpy_conv(x, w):
+    """3x3 'SAME' stride-1 convolution (cross-correlation, as lax and Keras) by plain loops over taps."""
+    n, h, wd, _ = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = np.zeros((n, h, wd, w.shape[-1]))
+    for i in range(3):
+        for j in range(3):
+            out += np.einsum('nhwc,ck->nhwk', xp[:, i:i + h, j:j + wd], w[i, j].astype(np.float64))
+    return out
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize('m', [2, 4])
+@pytest.mark.parametrize('shape', [(2, 8, 8, 5, 7), (1, 5, 7, 3, 4), (3, 1, 1, 2, 2), (1, 13, 6, 16, 8)])
+def test_forward_matches_numpy(m, shape):
+    n, h, w, c, k = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kern = rng.standard_normal((3, 3, c, k)).astype(np.float32)
+    ref = numpy_conv(x, kern)
+    assert conv3x3_winograd(x, kern, m).shape == (n, h, w, k)
+    assert rel_err(conv3x3_winograd(x, kern, m), ref) < TOL[m]
+    assert rel_err(conv3x3_direct(x, kern), ref) < 1e-5
+
+
+def test_exact_small_array():
+    """A 2x2 all-ones kernel tap pattern on a 4x4 ramp: every value checked by hand-countable sums."""
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    w = np.zeros((3, 3, 1, 1), np.float32)
+    w[1, 1] = 1.0   # centre tap: identity
+    w[1, 2] = 10.0  # right neighbour
+    want = x[0, :, :, 0] + 10 * np.pad(x[0, :, 1:, 0], ((0, 0), (0, 1)))
+    for m in (2, 4):
+        np.testing.assert_allclose(np.asarray(conv3x3_winograd(x, w, m))[0, :, :, 0], want, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize('m', [2, 4])
+def test_gradients_match_direct(m):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 6, 10, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 3)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((2, 6, 10, 3)), jnp.float32)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(conv(x, w) * ct)
+
+    gx, gw = jax.grad(loss(lambda x, w: conv3x3_winograd(x, w, m)), argnums=(0, 1))(x, w)
+    rx, rw = jax.grad(loss(conv3x3_direct), argnums=(0, 1))(x, w)
+    assert rel_err(gx, np.asarray(rx, np.float64)) < TOL[m]
+    assert rel_err(gw, np.asarray(rw, np.float64)) < 1e-5
+
+
+@pytest.mark.parametrize('m', [2, 4])
+def test_jit_and_vmap_equal_eager(m):
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((3, 8, 8, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    eager = np.asarray(conv3x3_winograd(x, w, m), np.float64)  # op by op: XLA fuses differently under jit
+    assert rel_err(jax.jit(conv3x3_winograd, static_argnums=2)(x, w, m), eager) < TOL[m] / 10
+    per_image = jax.vmap(lambda xi: conv3x3_winograd(xi[None], w, m)[0])(x)
+    assert rel_err(per_image, eager) < TOL[m] / 10
+
+
+def test_conv3x3_dispatch_rejects_unknown():
+    x = jnp.ones((1, 4, 4, 2))
+    w = jnp.ones((3, 3, 2, 2))
+    np.testing.assert_array_equal(conv3x3(x, w, 'direct'), conv3x3_direct(x, w))
+    with pytest.raises(ValueError, match='winograd4'):
+        conv3x3(x, w, 'fft')
+
+
+def test_vgg_module_with_plan_matches_direct():
+    """Same params, same activations (to rounding) whichever algorithm each conv uses."""
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3)) * 50
+    direct = TinyVGG('block2_conv1')
+    params = direct.init(jax.random.key(1), x)['params']
+    plan = (('block1_conv2', 'winograd4'), ('block2_conv1', 'winograd2'))
+    tuned = TinyVGG('block2_conv1', conv=plan)
+    shapes = jax.eval_shape(tuned.init, jax.random.key(1), x)['params']
+    assert jax.tree_util.tree_map(lambda a: a.shape, shapes) == jax.tree_util.tree_map(jnp.shape, params)
+    a = jax.jit(direct.apply)({'params': params}, x)['block2_conv1']
+    b = jax.jit(tuned.apply)({'params': params}, x)['block2_conv1']
+    assert rel_err(b, np.asarray(a, np.float64)) < 1e-4
+
+
+VGG16_LAYERS = layer_table(VGG16_BLOCKS)
+
+
+def test_conv_plan_auto_on_cpu_vgg16():
+    plan = dict(tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', backend='cpu'))
+    # 64-channel inputs stay direct; 8x8 at batch 16 has too few tiles for either Winograd.
+    assert plan == {'block2_conv2': 'winograd4', 'block3_conv1': 'winograd4', 'block3_conv2': 'winograd4',
+                    'block3_conv3': 'winograd4', 'block4_conv1': 'winograd2', 'block4_conv2': 'winograd2',
+                    'block4_conv3': 'winograd2'}
+    big = dict(tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 32, 'auto', backend='cpu'))
+    assert big['block4_conv1'] == 'winograd4' and 'block5_conv1' not in big
+    assert tuning.conv_plan(VGG16_LAYERS, 'block1_conv2', 128, 32, 'auto', backend='cpu') == ()
+    # one image per call: only block2_conv2 (64x64, 128 channels in) has the 1024 tiles F2 needs
+    assert tuning.conv_plan(VGG16_LAYERS, 'block3_conv1', 128, 1, 'auto', backend='cpu') == (
+        ('block2_conv2', 'winograd2'),)
+
+
+def test_conv_plan_modes():
+    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', backend='gpu') == ()
+    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', 'bfloat16', backend='cpu') == ()
+    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'direct', backend='cpu') == ()
+    forced = tuning.conv_plan(VGG16_LAYERS, 'block2_conv1', 128, 1, 'winograd2', backend='gpu')
+    assert forced == (('block1_conv1', 'winograd2'), ('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd2'))
+    with pytest.raises(ValueError):
+        tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'fft')
+
+
+def test_compiler_options(monkeypatch):
+    monkeypatch.delenv('JAXVIS_XLA_DEFAULTS', raising=False)
+    assert tuning.compiler_options('gpu') is None
+    opts = tuning.compiler_options('cpu')
+    assert opts == {'xla_cpu_experimental_ynn_fusion_type': ''}
+    # the options compile and do not change what a program computes
+    f = jax.jit(lambda x: jnp.sum(x * 2), compiler_options=opts)
+    assert float(f(jnp.arange(4.0))) == 12.0
+    monkeypatch.setenv('JAXVIS_XLA_DEFAULTS', '1')
+    assert tuning.compiler_options('cpu') is None
+
+
+def test_config_rejects_unknown_conv():
+    with pytest.raises(JaxvisError, match='conv'):
+        FilterConfig(conv='fft')
+
+
+def test_engine_winograd_close_to_direct(tiny_params):
+    kw = dict(model='tiny', size=32, steps=4, key=jax.random.key(3))
+    a = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='direct', **kw)
+    b = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='winograd4', **kw)
+    np.testing.assert_allclose(b.history, a.history, rtol=1e-3, atol=1e-4)
+    assert np.max(np.abs(b.images - a.images)) < 0.05  # on 0..255 pixels
+    again = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='winograd4', **kw)
+    np.testing.assert_array_equal(again.images, b.images)  # same call, same bytes
