@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxvis import tuning
 from jaxvis.errors import JaxvisError
 
 OBJECTIVES = ('mean_square', 'mean')
@@ -156,8 +157,8 @@ def tiled_value_and_grad(apply_fn: Callable, params, x: jax.Array, *,
     total = jnp.zeros((), jnp.float32)
     for iy in range(tiles[0].n):
         for ix in range(tiles[1].n):
-            gp, total = _tile_step(apply_fn, params, xp, gp, jnp.int32(iy), jnp.int32(ix), total, h=h, w=w,
-                                   layers=tuple(layers), objective=objective, tiles=tiles)
+            gp, total = _tile_step()(apply_fn, params, xp, gp, jnp.int32(iy), jnp.int32(ix), total, h=h, w=w,
+                                     layers=tuple(layers), objective=objective, tiles=tiles)
     return total, _crop(gp, tiles, (h, w))
 
 
@@ -165,8 +166,14 @@ _pad = jax.jit(pad_for_tiles, static_argnums=(1,))
 _crop = jax.jit(crop_tiles, static_argnums=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=('apply_fn', 'h', 'w', 'layers', 'objective', 'tiles'),
-                   donate_argnames=('gp',))
-def _tile_step(apply_fn, params, xp, gp, iy, ix, total, *, h, w, layers, objective, tiles):
-    v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, layers=layers, objective=objective, tiles=tiles)
-    return add_tile(gp, g, iy, ix, tiles), total + v
+@functools.cache
+def _tile_step() -> Callable:
+    """The jitted per-tile step, built on first use (so that importing jaxvis starts no JAX backend),
+    with :func:`jaxvis.tuning.compiler_options` (Eigen convolutions on CPU)."""
+    def step(apply_fn, params, xp, gp, iy, ix, total, *, h, w, layers, objective, tiles):
+        v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, layers=layers, objective=objective,
+                                   tiles=tiles)
+        return add_tile(gp, g, iy, ix, tiles), total + v
+
+    return jax.jit(step, static_argnames=('apply_fn', 'h', 'w', 'layers', 'objective', 'tiles'),
+                   donate_argnames=('gp',), compiler_options=tuning.compiler_options())

@@ -233,7 +233,7 @@ def test_dream_sequence_frames_shape_and_callback(params, img):
 
     def on_frame(i, res):
         seen.append((i, res.image.shape))
-        compiled.append((_tile_step._cache_size(), _prepare._cache_size(), _finish._cache_size()))
+        compiled.append((_tile_step()._cache_size(), _prepare._cache_size(), _finish._cache_size()))
 
     frames = dream_sequence(params, img, frames=3, zoom=1.1, rotate=5.0, key=jax.random.key(0), on_frame=on_frame,
                             model='tiny', layers=LAYER, octaves=2, steps=2)
