@@ -10,6 +10,7 @@ from jaxvis import param as P
 from jaxvis import regularizers as R
 from jaxvis import transforms as T
 from jaxvis.errors import JaxvisError
+from jaxvis.tuning import CONV_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,7 @@ class FilterConfig:
             raise JaxvisError(f'steps must be >= 1, got {self.steps}')
         for name, allowed in (('normalize', ('rms', 'none')), ('lr_policy', ('constant', 'progress')),
                               ('init_dist', ('uniform', 'normal')), ('dtype', ('float32', 'bfloat16')),
-                              ('conv', ('auto', 'direct', 'winograd2', 'winograd4'))):
+                              ('conv', CONV_MODES)):
             if getattr(self, name) not in allowed:
                 raise JaxvisError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
         for name in ('value_pct', 'norm_pct', 'contrib_pct'):

@@ -115,15 +115,16 @@ def run(args: argparse.Namespace) -> int:
     manifest = {
         'command': 'filters', 'argv': sys.argv[1:], 'model': spec.name, 'size': args.size, 'seed': args.seed,
         'preset': args.preset, 'config': cfg.to_dict(), 'batch_size': args.batch_size,
-        'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info, 'environment': environment(), 'layers': {},
+        'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info,
+        'environment': environment(), 'layers': {},
     }
     for layer, idx in plan:
         bar = _progress_bar(len(idx) * cfg.steps, layer, args.quiet)
         t0 = time.time()
         try:
             res = visualize_filters(params, layer, idx, model=spec, size=args.size, key=key, config=cfg,
-                                    batch_size=args.batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
-                                    progress=bar.update if bar else None)
+                                    batch_size=args.batch_size, snapshot_every=snapshot_every,
+                                    drop_dead=drop_dead, progress=bar.update if bar else None)
         finally:
             if bar:
                 bar.close()
