@@ -54,11 +54,11 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
     parts = []
     for pos, real in _chunks(np.arange(n), bs, round_to):
         state = begin(pos)
-        x0 = np.asarray(to_x(state[0]))[:real]
-        x, hist, snaps = _advance(step, state, range(first), snap_steps, to_x, progress, real,
-                                  end=None if drop_dead else steps)
-        final = None if drop_dead else np.asarray(score(to_x(x), state[2]))[:real]
-        parts.append((np.asarray(to_x(x))[:real], hist, snaps, final, x0))
+        x0 = np.asarray(to_x(state[0]))[:real] if drop_dead else None
+        xm, hist, snaps = _advance(step, state, range(first), snap_steps, to_x, progress, real,
+                                   end=None if drop_dead else steps)
+        final = None if drop_dead else np.asarray(score(xm, state[2]))[:real]
+        parts.append((np.asarray(xm)[:real], hist, snaps, final, x0))
     x, hist, snaps = (np.concatenate([p[i] for p in parts], axis=min(i, 1)) for i in range(3))
     if not drop_dead:
         return Chunked(x, np.concatenate([p[3] for p in parts]), hist, snaps if snap_steps else None)
@@ -76,10 +76,10 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
         snapshots[:early] = snaps
     for pos, real in _chunks(np.flatnonzero(~dead), bs, round_to):
         state = begin(pos, x=x[pos])
-        xs, hist, snaps = _advance(step, state, range(first, steps), snap_steps, to_x, progress, real, end=steps)
+        xm, hist, snaps = _advance(step, state, range(first, steps), snap_steps, to_x, progress, real, end=steps)
         done = pos[:real]
-        x[done], history[first:, done] = np.asarray(to_x(xs))[:real], hist
-        losses[done] = np.asarray(score(to_x(xs), state[2]))[:real]
+        x[done], history[first:, done] = np.asarray(xm)[:real], hist
+        losses[done] = np.asarray(score(xm, state[2]))[:real]
         if snap_steps:
             snapshots[early:, done] = snaps
     return Chunked(x, losses, history, snapshots)
@@ -96,8 +96,8 @@ def _chunks(pos: np.ndarray, bs: int, round_to: int):
 
 def _advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: int | None):
     """Run steps ``ts`` of one chunk. Snapshots are taken before each step in ``snap_steps`` and, if
-    ``end`` is in ``snap_steps``, after the last. Returns (x on device, history [len(ts), real],
-    snapshots [S, real, H, W, 3])."""
+    ``end`` is in ``snap_steps``, after the last. Returns (final model input ``to_x(x)`` on device,
+    history [len(ts), real], snapshots [S, real, H, W, 3])."""
     x, opt_state, f, keys = state
     hist, snaps = [], []
     for t in ts:
@@ -108,9 +108,9 @@ def _advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end:
         if progress is not None:
             loss.block_until_ready()  # report work done, not work queued
             progress(real)
+    xm = to_x(x)
     if end is not None and end in snap_steps:
-        snaps.append(to_x(x))
+        snaps.append(xm)
     history = np.asarray(jnp.stack(hist))[:, :real] if hist else np.zeros((0, real), np.float32)
-    shots = (np.asarray(jnp.stack(snaps))[:, :real] if snaps
-             else np.zeros((0, real) + jnp.shape(to_x(x))[1:], np.float32))
-    return x, history, shots
+    shots = np.asarray(jnp.stack(snaps))[:, :real] if snaps else np.zeros((0, real) + xm.shape[1:], np.float32)
+    return xm, history, shots
