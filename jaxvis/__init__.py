@@ -1,20 +1,19 @@
-"""jaxvis: see what the filters of a convolutional network respond to (JAX/Flax).
+"""jaxvis: see what the units of a neural network respond to (JAX/Flax).
 
 Library functions are pure: they take params, arrays and explicit ``jax.random`` keys and return
-arrays and measurements. Files, printing and progress bars live in :mod:`jaxvis.cli` and ``scripts/``.
+arrays and measurements. Files, printing and progress bars live at the edge: :mod:`jaxvis.edge`,
+:mod:`jaxvis.cli` and ``scripts/``.
 """
 from jaxvis.errors import JaxvisError, WeightsError
-from jaxvis.models import (ModelSpec, available_models, deprocess, get_model, load_keras_h5, preprocess,
-                           register)
-from jaxvis import display, metrics, objectives, param, regularizers, transforms
-from jaxvis.config import FilterConfig, PRESETS, preset
-from jaxvis.filters import FilterResult, best_order, visualize_filters
-from jaxvis.render import DiverseResult, visualize_diverse
-from jaxvis.dream import DreamResult, deepdream, dream_sequence
+from jaxvis import display, metrics, objectives, optim, param, regularizers, transforms
+from jaxvis.models import Model, available_models, get_model, load_keras_h5, register
+from jaxvis.visualize import (PRESETS, DiverseResult, FilterConfig, FilterResult, best_order, preset,
+                              visualize_diverse, visualize_filters)
+from jaxvis.dream import DreamConfig, DreamResult, deepdream, dream_sequence
 
 __version__ = '0.1.0'
 
-__all__ = ['JaxvisError', 'WeightsError', 'ModelSpec', 'available_models', 'deprocess', 'get_model',
-           'load_keras_h5', 'preprocess', 'register', 'display', 'objectives', 'regularizers', 'transforms',
+__all__ = ['JaxvisError', 'WeightsError', 'Model', 'available_models', 'get_model', 'load_keras_h5', 'register',
+           'display', 'metrics', 'objectives', 'optim', 'param', 'regularizers', 'transforms',
            'FilterConfig', 'PRESETS', 'preset', 'FilterResult', 'best_order', 'visualize_filters',
-           'DreamResult', 'deepdream', 'dream_sequence', 'metrics', 'param', 'DiverseResult', 'visualize_diverse']
+           'DiverseResult', 'visualize_diverse', 'DreamConfig', 'DreamResult', 'deepdream', 'dream_sequence']

@@ -1,11 +1,12 @@
 """From optimized images to pictures: display normalization and grids (pure numpy, no files)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
-from jaxvis.image_ops import grid_shape
+from jaxvis.util import ceil_div
 
 EPS = 1e-7
 
@@ -30,17 +31,27 @@ def percentile_normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0
 
 
 def clip_normalize(image: np.ndarray) -> np.ndarray:
-    """Just clip to 0..255 (the image as the network saw it)."""
-    return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    """Round and clip to 0..255: the image as the network saw it (DeepDream's photos, Lucid's images)."""
+    return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
 
 
 NORMALIZERS = {'seed': seed_normalize, 'percentile': percentile_normalize, 'clip': clip_normalize}
 
 
 def to_uint8(images: np.ndarray, method: str = 'seed') -> np.ndarray:
-    """Normalize each image of ``images`` [N, H, W, 3] separately -> [N, H, W, 3] uint8."""
+    """Normalize each image of ``images`` ``[N, H, W, 3]`` (or one ``[H, W, 3]``) separately -> uint8 of
+    the same shape. ``method``: 'seed' (seed 003's mean/std), 'percentile', or 'clip' (round and clip)."""
     fn = NORMALIZERS[method]
-    return np.stack([fn(im) for im in np.asarray(images)])
+    images = np.asarray(images)
+    if images.ndim == 3:
+        return fn(images)
+    return np.stack([fn(im) for im in images])
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the squarest grid holding ``n`` tiles (cols >= rows)."""
+    cols = max(1, math.ceil(math.sqrt(n)))
+    return max(1, ceil_div(n, cols)), cols
 
 
 def grid(tiles: Sequence[np.ndarray], *, margin: int = 5, cols: int | None = None,
@@ -57,7 +68,7 @@ def grid(tiles: Sequence[np.ndarray], *, margin: int = 5, cols: int | None = Non
     rows, c = grid_shape(len(tiles))
     if cols is not None:
         c = cols
-        rows = -(-len(tiles) // c)
+        rows = ceil_div(len(tiles), c)
     out = np.full((rows * h + (rows - 1) * margin, c * w + (c - 1) * margin, 3), background, np.uint8)
     for i, t in enumerate(tiles):
         r, k = divmod(i, c)

@@ -1,10 +1,10 @@
-"""Small pure image operations on channels-last arrays ``[..., H, W, C]``: blurs and rolls.
+"""Small pure image operations on channels-last arrays ``[..., H, W, C]``: blurs, rolls, the one
+bilinear resampler (:func:`affine`, used by Lucid's scale/rotate transforms and by DeepDream's zoom),
+resizing and the mirrored roll. Every function works under ``jit``.
 
 No randomness here: random transforms live in :mod:`jaxvis.transforms` and take explicit keys.
 """
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -76,11 +76,56 @@ def percentile_mask(values: jax.Array, percentile: float) -> jax.Array:
     return values < jnp.percentile(values, percentile)
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else 0
+def affine(x: jax.Array, matrix: jax.Array, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
+    """Resample ``x`` ``[H, W, C]`` bilinearly: output pixel ``p`` reads input ``c + matrix @ (p - c)``.
+
+    ``p`` and ``c`` (the centre) are ``(row, col)``; ``matrix`` is ``[2, 2]``. Borders: ``mode`` and
+    ``cval`` as ``jax.scipy.ndimage.map_coordinates``. Same shape and dtype as ``x``.
+    """
+    h, w = x.shape[0], x.shape[1]
+    c = jnp.asarray([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                                  indexing='ij'))
+    src = c[:, None, None] + jnp.einsum('ij,jhw->ihw', jnp.asarray(matrix, jnp.float32), grid - c[:, None, None])
+    sample = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [src[0], src[1]], order=1, mode=mode, cval=cval)
+    return jax.vmap(sample, in_axes=-1, out_axes=-1)(x).astype(x.dtype)
 
 
-def grid_shape(n: int) -> tuple[int, int]:
-    """``(rows, cols)`` of the squarest grid holding ``n`` tiles (cols >= rows)."""
-    cols = max(1, math.ceil(math.sqrt(n)))
-    return max(1, ceil_div(n, cols)), cols
+def rotation_matrix(degrees) -> jax.Array:
+    """``[2, 2]`` float32 for :func:`affine`: a counter-clockwise rotation on screen by ``degrees``."""
+    a = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
+    cos, sin = jnp.cos(a), jnp.sin(a)
+    return jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])])
+
+
+def zoom_rotate(image: jax.Array, *, zoom=1.0, degrees=0.0) -> jax.Array:
+    """Zoom into the centre of ``[H, W, C]`` by ``zoom`` (>1 magnifies) and rotate it by ``degrees``
+    (counter-clockwise on screen). Same shape; pixels from outside are mirrored in (no black corners)."""
+    return affine(image, rotation_matrix(degrees) / jnp.asarray(zoom, jnp.float32), mode='reflect')
+
+
+def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """Bilinear resize of ``[H, W, C]`` to ``[shape[0], shape[1], C]`` (antialiased when shrinking).
+
+    Linear in ``image``, so ``resize(a) - resize(b) == resize(a - b)`` up to rounding.
+    """
+    h, w = shape
+    if tuple(image.shape[:2]) == (h, w):
+        return image
+    return jax.image.resize(image, (h, w, image.shape[2]), method='linear', antialias=True)
+
+
+def mirror_roll(image: jax.Array, shift: jax.Array) -> jax.Array:
+    """``jnp.roll`` of ``[H, W, C]`` by ``shift = (dy, dx)`` over the image mirrored at its borders.
+
+    The image is seen as one period of ``[x, flip(x)]`` (period 2H by 2W), so the result has no
+    wrap-around seam: where ``jnp.roll`` would put the bottom edge next to the top edge, this puts a
+    mirror fold. ``shift`` may be traced; each ``dy`` in ``[0, 2H)`` gives a distinct view.
+    """
+    h, w = image.shape[:2]
+    return image[_mirror_index(h, shift[0])][:, _mirror_index(w, shift[1])]
+
+
+def _mirror_index(n: int, shift: jax.Array) -> jax.Array:
+    k = (jnp.arange(n) - shift) % (2 * n)
+    return jnp.where(k < n, k, 2 * n - 1 - k)

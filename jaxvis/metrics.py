@@ -9,7 +9,7 @@
 * :func:`gram_diversity` / :func:`image_diversity` - how different the images of a batch are;
 * :func:`dead_fraction` - the share of filters whose final objective is ``<= 0``.
 
-:func:`measure` computes them all for a :class:`jaxvis.filters.FilterResult`.
+:func:`measure` computes them all for a :class:`jaxvis.visualize.FilterResult`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.models import ModelSpec, get_model
+from jaxvis.models import probe
+from jaxvis.models.forward import forward, params_up_to
+from jaxvis.models.protocol import Model, get_model
 from jaxvis.objectives import gram_cosine
 
 
@@ -43,19 +45,21 @@ def hf_share(images, *, cutoff: float = 0.5) -> jax.Array:
     return jnp.where(total > 0, jnp.sum(jnp.where(high, power, 0.0), axis=(-2, -1)) / jnp.maximum(total, 1e-30), 0.0)
 
 
-def channel_means(params, layer: str, images, *, model: str | ModelSpec = 'vgg16', batch_size: int = 8) -> np.ndarray:
+def channel_means(params, layer: str, images, *, model: str | Model = 'vgg16', batch_size: int = 8) -> np.ndarray:
     """``[N, H, W, 3]`` RGB 0..255 -> ``[N, C]`` float32: each image's spatial mean of every filter of ``layer``.
 
     A plain forward pass (no transforms), ``batch_size`` images at a time. Raises JaxvisError for an
     unknown layer or missing params.
     """
-    from jaxvis.filters import needed_params  # filters -> render -> metrics
+    model = get_model(model)
+    probe.check_layer(model, layer, params)
+    p = params_up_to(model, params, layer)
+    apply = forward(model, layer)
 
-    spec = get_model(model)
-    spec.layer(layer)
-    module = spec.make(layer)
-    p = needed_params(spec, params, layer)
-    fwd = jax.jit(lambda p, x: jnp.mean(module.apply({'params': p}, spec.preprocess(x))[layer], axis=(1, 2)))
+    def mean(a):
+        return jnp.mean(a, axis=tuple(range(1, a.ndim - 1))) if a.ndim > 2 else a
+
+    fwd = jax.jit(lambda p, x: mean(apply(p, model.preprocess(x))[layer]))
     images = np.asarray(images, np.float32)
     return np.concatenate([np.asarray(fwd(p, images[i:i + batch_size]))
                            for i in range(0, len(images), batch_size)]).astype(np.float32)
@@ -104,8 +108,8 @@ def dead_fraction(losses) -> float:
     return float(np.mean(np.asarray(losses) <= 0))
 
 
-def measure(params, result, layer: str, *, model: str | ModelSpec = 'vgg16') -> dict[str, np.ndarray]:
-    """All metrics of a :class:`~jaxvis.filters.FilterResult` of ``layer``.
+def measure(params, result, layer: str, *, model: str | Model = 'vgg16') -> dict[str, np.ndarray]:
+    """All metrics of a :class:`~jaxvis.visualize.FilterResult` of ``layer``.
 
     Returns ``{'activation': [N], 'selectivity': [N], 'hf_share': [N], 'dead_fraction': float}``
     (images clipped to 0..255 before scoring, as they would be saved).

@@ -1,47 +1,50 @@
-"""Objectives: small closures from a dict of activations to a scalar to maximize.
+"""Objectives: small closures from a dict of activations to a scalar to *maximize* (after Lucid's
+``lucid/optvis/objectives.py``; Lucent's are losses, minimized).
 
-Activations are ``{layer: [1, H, W, C]}`` for one image; the filter index is an int array so the
-objective can be ``vmap``-ed over filters.
+Activations are ``{layer: [B, H, W, C]}`` (or ``[B, C]`` for a layer without spatial axes) for a
+batch of ``B`` images, ``B = 1`` in the filter engine; single-image objectives average over the batch.
+The filter index ``f`` is an int array so the objective can be ``vmap``-ed over filters.
+
+Objectives add, subtract, negate and scale: ``0.2 * channel('block4_conv1', 20) + 0.8 * channel(...)``,
+``channel(layer) + 15.0 * diversity(layer)``. *Layer terms* (:func:`deepdream`, :func:`layer_mean`) are the
+mean of an elementwise function over a whole layer; sums and scales of them keep their ``terms``, which is
+what DeepDream's tiles need to split the objective exactly over tiles.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-Objective = Callable[[dict[str, jax.Array], jax.Array], jax.Array]
+
+class Term(NamedTuple):
+    """``weight * mean(fn(acts[layer][:, crop:-crop, crop:-crop]))`` with ``fn`` 'square' or 'identity'."""
+
+    layer: str
+    weight: float
+    fn: str = 'square'
+    crop: int = 0
 
 
-def channel_mean(layer: str) -> Objective:
-    """Mean over space of channel ``f`` of ``layer`` (seed 003's ``K.mean(layer_output[:, :, :, f])``)."""
-    def objective(acts, f):
-        a = acts[layer]
-        return jnp.mean(jnp.take(a, f, axis=-1))
-    return objective
+def term_values(a: jax.Array, fn: str) -> jax.Array:
+    """The elementwise part of a :class:`Term`: ``a * a`` ('square') or ``a`` ('identity')."""
+    return a * a if fn == 'square' else a
 
-
-def layer_mean_square(layer: str) -> Objective:
-    """Mean of squares of a whole layer (DeepDream's objective); ignores the filter index."""
-    return lambda acts, f: jnp.mean(jnp.square(acts[layer]))
-
-
-# ---------------------------------------------------------------- composable objectives (after Lucid's
-# lucid/optvis/objectives.py). Here activations may hold a batch: ``{layer: [B, H, W, C]}``; single-image
-# objectives average over it. All are to be *maximized* (Lucid's convention too; Lucent's are losses).
 
 class Objective:
     """``(acts, f) -> []`` scalar to maximize, that adds, subtracts, negates and scales.
 
-    ``0.2 * channel('block4_conv1', 20) + 0.8 * channel('block4_conv1', 21)`` and
-    ``channel(layer) + 100.0 * diversity(layer)`` are Objectives. ``other`` may be a number (or a 0-d
-    array) or another objective (a plain ``(acts, f)`` callable is wrapped); ``a * b`` of two objectives
-    multiplies their values. ``f`` is the filter being visualized, an int array (so ``vmap`` works).
+    ``other`` may be a number (or a 0-d array) or another objective (a plain ``(acts, f)`` callable is
+    wrapped); ``a * b`` of two objectives multiplies their values. ``terms`` is set when the objective is
+    a weighted sum of layer terms (and only then).
     """
 
-    def __init__(self, fn: Callable[[dict[str, jax.Array], jax.Array], jax.Array], description: str = ''):
+    def __init__(self, fn: Callable[[dict[str, jax.Array], jax.Array], jax.Array], description: str = '',
+                 terms: tuple[Term, ...] | None = None):
         self.fn = fn
         self.description = description or getattr(fn, '__name__', 'objective')
+        self.terms = terms
 
     def __call__(self, acts, f):
         return self.fn(acts, f)
@@ -52,7 +55,8 @@ class Objective:
     def __add__(self, other):
         if callable(other):
             o = as_objective(other)
-            return Objective(lambda a, f: self(a, f) + o(a, f), f'({self} + {o})')
+            terms = self.terms + o.terms if self.terms is not None and o.terms is not None else None
+            return Objective(lambda a, f: self(a, f) + o(a, f), f'({self} + {o})', terms)
         return Objective(lambda a, f: self(a, f) + other, f'({self} + {other})')
 
     __radd__ = __add__
@@ -70,7 +74,10 @@ class Objective:
         if callable(other):
             o = as_objective(other)
             return Objective(lambda a, f: self(a, f) * o(a, f), f'{self}*{o}')
-        return Objective(lambda a, f: other * self(a, f), f'{other}*{self}')
+        terms = None
+        if self.terms is not None and isinstance(other, (int, float)):
+            terms = tuple(t._replace(weight=t.weight * float(other)) for t in self.terms)
+        return Objective(lambda a, f: other * self(a, f), f'{other}*{self}', terms)
 
     __rmul__ = __mul__
 
@@ -88,7 +95,11 @@ def _pick(a: jax.Array, n: int | None, f: jax.Array) -> jax.Array:
 
 
 def channel(layer: str, n: int | None = None) -> Objective:
-    """Mean over batch and space of channel ``n`` of ``layer`` (``n=None``: the filter ``f``)."""
+    """Mean over batch and space of channel ``n`` of ``layer`` (``n=None``: the filter ``f``).
+
+    Seed 003's ``K.mean(layer_output[:, :, :, f])``; on a ``[B, C]`` layer (logits, pooled features) it
+    is unit ``n`` (a class) averaged over the batch.
+    """
     return Objective(lambda acts, f: jnp.mean(_pick(acts[layer], n, f)),
                      f'channel({layer}, {"f" if n is None else n})')
 
@@ -107,9 +118,28 @@ def neuron(layer: str, n: int | None = None, *, y: int | None = None, x: int | N
     return Objective(objective, f'neuron({layer}, {"f" if n is None else n}, y={y}, x={x})')
 
 
-def deepdream(layer: str) -> Objective:
-    """Mean of squares of the whole layer (DeepDream's "interestingness"); ignores ``f``."""
-    return Objective(layer_mean_square(layer), f'deepdream({layer})')
+def _term(layer: str, fn: str, crop: int, name: str) -> Objective:
+    t = Term(layer, 1.0, fn, int(crop))
+
+    def objective(acts, f):
+        a = acts[layer]
+        if crop:
+            a = a[:, crop:a.shape[1] - crop, crop:a.shape[2] - crop]
+        return jnp.mean(term_values(a, fn))
+    return Objective(objective, f'{name}({layer}' + (f', crop={crop})' if crop else ')'), (t,))
+
+
+def deepdream(layer: str, *, crop: int = 0) -> Objective:
+    """Mean of squares of the whole layer (DeepDream's "interestingness"); ignores ``f``.
+
+    ``crop`` leaves out that many activations at each border (keras.io's example crops 2).
+    """
+    return _term(layer, 'square', crop, 'deepdream')
+
+
+def layer_mean(layer: str, *, crop: int = 0) -> Objective:
+    """Mean of the whole layer's activations; ignores ``f``."""
+    return _term(layer, 'identity', crop, 'layer_mean')
 
 
 def gram_cosine(a: jax.Array) -> jax.Array:

@@ -3,8 +3,11 @@
 A :class:`Param` is a pair of pure functions, as an optax transformation is:
 
 * ``init(key, shape) -> params``: a start point for one image of ``shape = (H, W, C)``;
-* ``to_image(params) -> [H, W, C] float32``: the image (in ``[0, 1]`` for :func:`image`; unbounded for
-  the raw spatial ones, :func:`pixel` and :func:`fourier`).
+* ``to_image(params) -> [H, W, C] float32``: the image. Its ``space`` says what that image is:
+  ``'rgb01'``, RGB in ``[0, 1]`` (:func:`image`; unbounded for the raw :func:`pixel` and :func:`fourier`),
+  which the engine maps to the model's input; or ``'input'``, the model's input itself
+  (:func:`pixels`, the seeds' parameterization: the pixels of the preprocessed image are optimized,
+  and transforms and regularizers act on them).
 
 ``from_image`` is ``to_image``'s inverse (start from a given picture). Params are a pytree (an array, or a
 :class:`Spectrum`), so optax, ``jit`` and ``vmap`` handle them; use ``jax.vmap(param.to_image)`` for a batch.
@@ -16,6 +19,7 @@ optimizer work in decorrelated (ImageNet) colour space, and a sigmoid keeps valu
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -33,12 +37,14 @@ FOURIER_MAGIC = 4.0  # Lucid's ``image_t / 4.0`` after the inverse FFT (its own 
 
 
 class Param(NamedTuple):
-    """``init(key, (H, W, C)) -> params``; ``to_image(params) -> [H, W, C]``; ``from_image`` its inverse."""
+    """``init(key, (H, W, C)) -> params``; ``to_image(params) -> [H, W, C]``; ``from_image`` its inverse;
+    ``space``: 'rgb01' or 'input' (see the module docstring)."""
 
     init: Callable[[jax.Array, tuple[int, int, int]], Any]
     to_image: Callable[[Any], jax.Array]
     from_image: Callable[[jax.Array], Any]
     name: str
+    space: str = 'rgb01'
 
 
 @flax.struct.dataclass
@@ -51,6 +57,22 @@ class Spectrum:
     width: int = flax.struct.field(pytree_node=False)
 
 
+@functools.cache
+def pixels(*, offset: float = 118.0, scale: float = 20.0, dist: str = 'uniform') -> Param:
+    """The seeds' parameterization: the model-input pixels themselves, starting at
+    ``offset + scale * U[0, 1)`` (``dist='normal'``: ``N(0, 1)``). Seed 003's ``(U - 0.5) * 20 + 128``
+    is offset 118, scale 20; the deep-visualization-toolbox's mean image plus noise is 0, 1, 'normal'
+    (0 in model-input space is the ImageNet mean). ``space='input'``."""
+    def init(key, shape):
+        noise = (jax.random.normal(key, tuple(shape), jnp.float32) if dist == 'normal'
+                 else jax.random.uniform(key, tuple(shape), jnp.float32))
+        return offset + scale * noise
+
+    ident = lambda x: jnp.asarray(x, jnp.float32)
+    return Param(init, ident, ident, f'pixels(offset={offset}, scale={scale}, dist={dist!r})', 'input')
+
+
+@functools.cache
 def pixel(*, sd: float = 0.01) -> Param:
     """Lucid's ``pixel_image``: the params are the (unbounded) image itself, ``init`` is ``N(0, sd^2)``."""
     return Param(init=lambda key, shape: sd * jax.random.normal(key, tuple(shape), jnp.float32),
@@ -74,6 +96,7 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
     return (1.0 / np.maximum(rfft2d_freqs(h, w), 1.0 / max(h, w)) ** decay_power).astype(np.float32)
 
 
+@functools.cache
 def fourier(*, sd: float = 0.01, decay_power: float = 1.0) -> Param:
     """Lucid's ``fft_image``: the image is ``irfft2(scale * coeffs, norm='ortho') / 4``, unbounded.
 
@@ -88,7 +111,7 @@ def fourier(*, sd: float = 0.01, decay_power: float = 1.0) -> Param:
 
     def to_image(p: Spectrum):
         h, w = p.coeffs.shape[0], p.width
-        scale = jnp.asarray(spectrum_scale(h, w, decay_power))[:, :, None]
+        scale = jnp.asarray(spectrum_scale(h, w, decay_power), jnp.complex64)[:, :, None]
         spec = scale * jax.lax.complex(p.coeffs[..., 0], p.coeffs[..., 1])
         return jnp.fft.irfft2(spec, s=(h, w), axes=(0, 1), norm='ortho').astype(jnp.float32) / FOURIER_MAGIC
 
@@ -96,7 +119,7 @@ def fourier(*, sd: float = 0.01, decay_power: float = 1.0) -> Param:
         img = jnp.asarray(img, jnp.float32)
         h, w = img.shape[0], img.shape[1]
         spec = jnp.fft.rfft2(img * FOURIER_MAGIC, axes=(0, 1), norm='ortho')
-        spec = spec / jnp.asarray(spectrum_scale(h, w, decay_power))[:, :, None]
+        spec = spec / jnp.asarray(spectrum_scale(h, w, decay_power), jnp.complex64)[:, :, None]
         return Spectrum(coeffs=jnp.stack([spec.real, spec.imag], -1).astype(jnp.float32), width=int(w))
 
     return Param(init, to_image, from_image, f'fourier(sd={sd}, decay_power={decay_power})')
@@ -134,6 +157,7 @@ def from_valid_rgb(rgb: jax.Array, *, decorrelate: bool = True, sigmoid: bool = 
     return rgb_to_decorrelated(t) if decorrelate else t
 
 
+@functools.cache
 def image(*, fft: bool = True, decorrelate: bool = True, sigmoid: bool = True, sd: float = 0.01,
           decay_power: float = 1.0) -> Param:
     """Lucid's ``param.image``: a Fourier (or pixel) image in decorrelated colour, squashed into ``[0, 1]``.

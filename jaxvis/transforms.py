@@ -1,45 +1,61 @@
 """Random image transforms ``(key, x) -> x`` applied before the forward pass (gradients flow back).
 
 ``x`` is ``[H, W, C]`` (one image); use ``jax.vmap`` for batches. Keys are explicit; no global RNG.
+Factories are cached (same arguments, same function object), so configs holding them compare equal;
+each transform's ``__name__`` describes it for manifests.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxvis import image_ops
+from jaxvis.util import check_float, check_int
 
 Transform = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def _named(fn: Callable, name: str) -> Callable:
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+@functools.cache
 def identity() -> Transform:
-    return lambda key, x: x
+    return _named(lambda key, x: x, 'identity')
 
 
+@functools.cache
 def jitter(max_shift: int) -> Transform:
     """Roll the image by a uniform random ``(dy, dx)`` in ``[-max_shift, max_shift]`` (keras-vis Jitter).
 
     Maximizing through a roll and rolling back afterwards, as keras-vis does, is the same as letting
     the gradient flow through the roll; the image itself is not moved.
     """
-    if max_shift <= 0:
+    max_shift = check_int('jitter', max_shift, low=0, high=MAX_SHIFT)
+    if max_shift == 0:
         return identity()
 
     def apply(key, x):
         d = jax.random.randint(key, (2,), -max_shift, max_shift + 1)
         return image_ops.roll2d(x, d[0], d[1])
-    return apply
+    return _named(apply, f'jitter({max_shift})')
 
 
+MAX_SHIFT = 4096  # pixels; a roll wraps around, so a shift beyond the image only repeats smaller ones
+
+
+@functools.cache
 def compose(*transforms: Transform) -> Transform:
     """Apply ``transforms`` in order, each with its own key folded from ``key``."""
     def apply(key, x):
         for i, t in enumerate(transforms):
             x = t(jax.random.fold_in(key, i), x)
         return x
-    return apply
+    return _named(apply, 'compose(' + ', '.join(getattr(t, '__name__', repr(t)) for t in transforms) + ')')
 
 
 # ---------------------------------------------------------------- Lucid's transformation robustness
@@ -50,6 +66,7 @@ LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))          # 0.90, 0.9
 LUCID_ANGLES = tuple(float(a) for a in range(-10, 11)) + 5 * (0.0,)   # degrees; 0 drawn 6 times in 26
 
 
+@functools.cache
 def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
     """Pad ``width`` pixels on each side: ``[H, W, C] -> [H + 2w, W + 2w, C]`` (Lucid's ``pad``).
 
@@ -61,9 +78,10 @@ def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
         if mode == 'constant':
             return jnp.pad(x, widths, mode='constant', constant_values=value)
         return jnp.pad(x, widths, mode=mode)
-    return apply
+    return _named(apply, f'pad({width}, mode={mode!r})')
 
 
+@functools.cache
 def crop_jitter(d: int) -> Transform:
     """Lucid's ``jitter(d)``: a random ``[H - d, W - d]`` crop (offsets uniform in ``0..d``)."""
     if d <= 0:
@@ -73,53 +91,41 @@ def crop_jitter(d: int) -> Transform:
         off = jax.random.randint(key, (2,), 0, d + 1)
         size = (x.shape[0] - d, x.shape[1] - d) + tuple(x.shape[2:])
         return jax.lax.dynamic_slice(x, (off[0], off[1]) + (0,) * (x.ndim - 2), size)
-    return apply
-
-
-def affine(x: jax.Array, matrix: jax.Array, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
-    """Resample ``x`` ``[H, W, C]`` bilinearly: output pixel ``p`` reads input ``c + matrix @ (p - c)``.
-
-    ``p`` and ``c`` (the centre) are ``(row, col)``; ``matrix`` is ``[2, 2]``. Borders: ``mode`` and
-    ``cval`` as ``jax.scipy.ndimage.map_coordinates``. Same shape and dtype as ``x``.
-    """
-    h, w = x.shape[0], x.shape[1]
-    c = jnp.asarray([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
-    grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                                  indexing='ij'))
-    src = c[:, None, None] + jnp.einsum('ij,jhw->ihw', jnp.asarray(matrix, jnp.float32), grid - c[:, None, None])
-    sample = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [src[0], src[1]], order=1, mode=mode, cval=cval)
-    return jax.vmap(sample, in_axes=-1, out_axes=-1)(x).astype(x.dtype)
+    return _named(apply, f'crop_jitter({d})')
 
 
 def scale(x: jax.Array, factor, *, mode: str = 'nearest', cval: float = 0.0) -> jax.Array:
     """Zoom ``x`` ``[H, W, C]`` by ``factor`` about its centre, keeping its shape (> 1 enlarges)."""
-    return affine(x, jnp.eye(2, dtype=jnp.float32) / factor, mode=mode, cval=cval)
+    return image_ops.affine(x, jnp.eye(2, dtype=jnp.float32) / factor, mode=mode, cval=cval)
 
 
 def rotate(x: jax.Array, degrees, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
     """Rotate ``x`` ``[H, W, C]`` counter-clockwise (as displayed, like ``np.rot90``) about its centre."""
-    a = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
-    cos, sin = jnp.cos(a), jnp.sin(a)
-    return affine(x, jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]), mode=mode, cval=cval)
+    return image_ops.affine(x, image_ops.rotation_matrix(degrees), mode=mode, cval=cval)
 
 
+@functools.cache
 def random_scale(scales=LUCID_SCALES, *, mode: str = 'nearest', cval: float = 0.0) -> Transform:
     """Zoom by a factor drawn uniformly from ``scales`` (Lucid's ``random_scale``).
 
     Lucid resizes the image (its shape changes); here the content is zoomed inside the same frame, so a
     factor below 1 fills the border by ``mode`` ('nearest': repeat the edge, e.g. the gray padding).
     """
-    table = jnp.asarray(scales, jnp.float32)
-    return lambda key, x: scale(x, jax.random.choice(key, table), mode=mode, cval=cval)
+    scales = tuple(check_float('scale', s, low=0.0, low_open=True) for s in scales)
+    return _named(lambda key, x: scale(x, jax.random.choice(key, jnp.asarray(scales, jnp.float32)), mode=mode,
+                                       cval=cval), f'random_scale({scales})')
 
 
+@functools.cache
 def random_rotate(angles=LUCID_ANGLES, *, mode: str = 'constant', cval: float = 0.0) -> Transform:
     """Rotate by an angle in degrees drawn uniformly from ``angles`` (Lucid's ``random_rotate``; the
     corners fill with ``cval``, 0 like ``tfa.image.rotate``)."""
-    table = jnp.asarray(angles, jnp.float32)
-    return lambda key, x: rotate(x, jax.random.choice(key, table), mode=mode, cval=cval)
+    angles = tuple(check_float('angle', a, low=-360.0, high=360.0) for a in angles)
+    return _named(lambda key, x: rotate(x, jax.random.choice(key, jnp.asarray(angles, jnp.float32)), mode=mode,
+                                        cval=cval), f'random_rotate({len(angles)} angles)')
 
 
+@functools.cache
 def standard_transforms() -> Transform:
     """Lucid's ``standard_transforms`` for ``[H, W, 3]`` images in ``[0, 1]``:
     pad 12 (0.5 gray), jitter 8, scale 0.9..1.1, rotate -10..10 degrees, jitter 4.
@@ -128,5 +134,4 @@ def standard_transforms() -> Transform:
     """
     t = compose(pad(12, mode='constant', value=0.5), crop_jitter(8), random_scale(LUCID_SCALES),
                 random_rotate(LUCID_ANGLES), crop_jitter(4))
-    t.__name__ = t.__qualname__ = 'standard_transforms'
-    return t
+    return _named(lambda key, x: t(key, x), 'standard_transforms')

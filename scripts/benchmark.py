@@ -38,8 +38,9 @@ import time
 import jax
 import numpy as np
 
-from jaxvis.filters import visualize_filters
 from jaxvis.models import get_model, load_keras_h5
+from jaxvis.models.vgg import BLOCKS, layer_table
+from jaxvis.visualize import preset, visualize_filters
 
 GFLOP_PER_FILTER_STEP_128 = 18.84
 _COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration', '/jax/core/compile/jaxpr_to_mlir_module_duration',
@@ -53,10 +54,10 @@ def _on_event(event: str, duration: float, **_) -> None:
 
 
 def random_params(spec, layer: str, seed: int = 0) -> dict:
-    """He-scaled random ``{conv: {'kernel', 'bias'}}`` float32 for the spec's convs up to ``layer``."""
+    """He-scaled random ``{conv: {'kernel', 'bias'}}`` float32 for a VGG's convs up to ``layer``."""
     rng = np.random.default_rng(seed)
     params, c_in = {}, 3
-    for name, kind, width, _ in spec.layers:
+    for name, kind, width, _ in layer_table(BLOCKS[spec.name]):
         if kind == 'conv':
             k = rng.standard_normal((3, 3, c_in, width), dtype=np.float32) * np.float32((2 / (9 * c_in)) ** .5)
             params[name] = {'kernel': k, 'bias': rng.standard_normal(width, dtype=np.float32) * np.float32(0.1)}
@@ -116,16 +117,16 @@ def _peak_device_mb() -> float | None:
 
 def run_config(params, args, n: int, bs: int, drop_dead: bool = False) -> dict:
     """Warm-up plus ``args.repeats`` timed calls of visualize_filters for ``n`` filters at batch ``bs``."""
-    kw = dict(model=args.model, size=args.size, steps=args.steps, preset='seed', batch_size=bs,
-              key=jax.random.key(args.seed), dtype=args.dtype, devices=args.devices, conv=args.conv,
-              drop_dead=drop_dead)
+    kw = dict(model=get_model(args.model, conv=args.conv), size=args.size, batch_size=bs,
+              key=jax.random.key(args.seed), devices=args.devices, drop_dead=drop_dead)
+    cfg = preset('seed', steps=args.steps, dtype=args.dtype)
     filters = list(range(n))
     _reset_peak_rss()
     walls, compiles, cpus, result, first_compile = [], [], [], None, 0.0
     for r in range(args.repeats + 1):
         _compile_s[0] = 0.0
         c0, t0 = time.process_time(), time.perf_counter()
-        result = visualize_filters(params, args.layer, filters, **kw)
+        result = visualize_filters(params, args.layer, filters, cfg, **kw)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if r == 0:  # the warm-up: a real compile; later calls load it from the persistent cache
             first_compile = _compile_s[0]
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument('--steps', type=int, default=20)
     ap.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
     ap.add_argument('--conv', choices=('auto', 'direct', 'winograd2', 'winograd4'), default='auto',
-                    help="convolution algorithms (default 'auto': jaxvis.tuning.conv_plan)")
+                    help="convolution algorithms (default 'auto': jaxvis.backend.conv_plan)")
     ap.add_argument('--layer', default='block5_conv1')
     ap.add_argument('--model', default='vgg16')
     ap.add_argument('--weights', default=None, help='a Keras .h5; default: random weights of the same shapes')

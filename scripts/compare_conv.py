@@ -16,8 +16,8 @@ import sys
 import jax
 import numpy as np
 
-from jaxvis.filters import visualize_filters
-from jaxvis.models import load_keras_h5
+from jaxvis.models import get_model, load_keras_h5
+from jaxvis.visualize import preset, visualize_filters
 
 
 def main(argv=None) -> int:
@@ -34,9 +34,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     lo, hi = (int(v) for v in args.filters.split(':'))
     params = load_keras_h5(args.weights)
-    kw = dict(size=args.size, steps=args.steps, key=jax.random.key(0), batch_size=args.batch_size)
-    ra = visualize_filters(params, args.layer, range(lo, hi), conv=args.a, **kw)
-    rb = visualize_filters(params, args.layer, range(lo, hi), conv=args.b, **kw)
+    kw = dict(size=args.size, key=jax.random.key(0), batch_size=args.batch_size)
+    cfg = preset('seed', steps=args.steps)
+    ra = visualize_filters(params, args.layer, range(lo, hi), cfg, model=get_model('vgg16', conv=args.a), **kw)
+    rb = visualize_filters(params, args.layer, range(lo, hi), cfg, model=get_model('vgg16', conv=args.b), **kw)
     diff = np.abs(ra.images - rb.images)
     rows = [{'filter': int(f), f'objective_{args.a}': float(a), f'objective_{args.b}': float(b),
              'mean_abs_pixel_diff': float(d.mean()), 'max_abs_pixel_diff': float(d.max())}

@@ -22,11 +22,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import jaxvis
 from jaxvis import metrics
-from jaxvis.config import preset
 from jaxvis.display import to_uint8
-from jaxvis.filters import visualize_filters
-from jaxvis.render import visualize_diverse
-from jaxvis.weights import resolve
+from jaxvis.edge.weights import resolve
+from jaxvis.visualize import preset, visualize_diverse, visualize_filters
 
 
 def rows(yosinski_steps: int, lucid_steps: int) -> list[tuple[str, str, dict]]:
@@ -69,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--yosinski-steps', type=int, default=25)
     ap.add_argument('--lucid-steps', type=int, default=64)
-    ap.add_argument('--weights', default=None, help='a Keras VGG16 .h5 (default: jaxvis.weights.resolve)')
+    ap.add_argument('--weights', default=None, help='a Keras VGG16 .h5 (default: jaxvis.edge.weights.resolve)')
     ap.add_argument('--out', default='docs/presets.png')
     ap.add_argument('--table', default=None, help='also write the markdown table here')
     ap.add_argument('--seed', type=int, default=0)
@@ -89,11 +87,11 @@ def main(argv=None) -> int:
     total, cpu = time.perf_counter(), time.process_time()
     for label, name, over in rows(args.yosinski_steps, args.lucid_steps):
         t, c = time.perf_counter(), time.process_time()
-        r = visualize_filters(params, args.layer, args.filters, size=args.size, preset=name, key=key, **over)
+        r = visualize_filters(params, args.layer, args.filters, preset(name, **over), size=args.size, key=key)
         dt, dc = time.perf_counter() - t, time.process_time() - c
         m = metrics.measure(params, r, args.layer)
         # as `jaxvis filters` saves them: seed 003's mean/std display for pixel presets; a param's image as is
-        tiles.append(to_uint8(r.images, 'clip' if r.config.param is not None else 'seed'))
+        tiles.append(to_uint8(r.images, 'clip' if r.config.param.space != 'input' else 'seed'))
         labels.append(f'{label}\n{r.config.steps} steps')
         opts = ', '.join(f'{k}={v}' for k, v in over.items() if k != 'steps')
         line = (f'| {label} | {name}{f" ({opts})" if opts else ""} | {r.config.steps} | {np.mean(r.losses):.1f} '
@@ -122,8 +120,8 @@ def diverse(params, args, key) -> str:
                                   '|---|---|---|---|---|']
     for w in (0.0, args.diversity_weight):
         t = time.perf_counter()
-        r = visualize_diverse(params, args.layer, args.diverse, n=4, weight=w, size=args.size,
-                              steps=args.lucid_steps, key=key)
+        r = visualize_diverse(params, args.layer, args.diverse, preset('lucid', steps=args.lucid_steps), n=4,
+                              weight=w, size=args.size, key=key)
         dt = time.perf_counter() - t
         tiles.append(to_uint8(r.images, 'clip'))
         labels.append(f'lucid, filter {args.diverse}\ndiversity weight {w:g}')

@@ -6,11 +6,11 @@ For each distinct conv shape up to block5_conv1 at 128x128 (spatial side, channe
 after a warm-up, for:
 
   xla        ``lax.conv`` compiled with XLA's default options (jaxlib 0.10: YNNPACK convolutions)
-  direct     ``lax.conv`` with jaxvis's CPU options (:func:`jaxvis.tuning.compiler_options`: Eigen)
+  direct     ``lax.conv`` with jaxvis's CPU options (:func:`jaxvis.backend.xla.compiler_options`: Eigen)
   winograd2  F(2x2, 3x3) with jaxvis's options     winograd4  F(4x4, 3x3) with jaxvis's options
 
 and prints one row per shape (ms for fwd + input grad, GFLOP/s of the direct-equivalent work, the ratio to
-``xla``) plus which impl :func:`jaxvis.tuning.conv_plan` picks at this batch. Timings in one process, so
+``xla``) plus which impl :func:`jaxvis.backend.conv_plan.conv_plan` picks at this batch. Timings in one process, so
 ratios are comparable; absolute numbers move with machine load.
 
   python scripts/conv_layers.py --batch 16
@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import tuning
+from jaxvis.backend import conv_plan, xla
 from jaxvis.models import VGG16_BLOCKS, layer_table
+from jaxvis.models.vgg import _convs
 from jaxvis.models.winograd import conv3x3
 
 IMPLS = ('xla', 'direct', 'winograd2', 'winograd4')
@@ -49,7 +50,7 @@ def shapes(size: int) -> list[tuple[str, int, int, int, int]]:
 
 
 def time_impl(impl: str, x, w, repeats: int) -> float:
-    opts = None if impl == 'xla' else tuning.compiler_options()
+    opts = None if impl == 'xla' else xla.compiler_options()
     conv = 'direct' if impl == 'xla' else impl
     ct = jnp.ones(x.shape[:-1] + (w.shape[-1],), x.dtype)
     f = jax.jit(lambda x, w: conv3x3(x, w, conv), compiler_options=opts)
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--repeats', type=int, default=5)
     args = ap.parse_args(argv)
-    plan = dict(tuning.conv_plan(layer_table(VGG16_BLOCKS), 'block5_conv1', args.size, args.batch, 'auto'))
+    plan = dict(conv_plan.conv_plan(_convs(VGG16_BLOCKS, args.size, 'block5_conv1'), args.size, args.batch, 'auto'))
     print(f'batch {args.batch}, {args.size}x{args.size}, jax {jax.__version__}, {jax.default_backend()}; '
           'ms for forward + input gradient (GFLOP/s), x = vs xla')
     print('| layer (count) | side | in -> out | ' + ' | '.join(IMPLS) + ' | auto picks |')

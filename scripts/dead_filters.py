@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 import jaxvis
-from jaxvis.filters import visualize_filters
-from jaxvis.weights import resolve
+from jaxvis.edge.weights import resolve
+from jaxvis.visualize import preset, visualize_filters
 
 
 def main(argv=None) -> int:
@@ -35,9 +35,9 @@ def main(argv=None) -> int:
     params = jaxvis.load_keras_h5(path)
     rows = []
 
-    def run(name, filters, **kw):
+    def run(name, filters, preset_name, **kw):
         t = time.perf_counter()
-        r = visualize_filters(params, args.layer, filters, size=args.size, **kw)
+        r = visualize_filters(params, args.layer, filters, preset(preset_name, **kw), size=args.size)
         dt = time.perf_counter() - t
         dead = [int(f) for f in r.filters[r.dead]]
         rows.append({'run': name, 'filters': len(r.filters), 'dead': len(dead), 'dead_filters': dead,
@@ -51,14 +51,14 @@ def main(argv=None) -> int:
     if args.only:
         dead = {int(f) for f in args.only.split(',')}
     else:
-        dead = set(run('seed (20 steps)', first, preset='seed'))
-        dead &= set(run(f'seed + redirected ReLU ({args.redirect} of 20 steps)', first, preset='seed',
+        dead = set(run('seed (20 steps)', first, 'seed'))
+        dead &= set(run(f'seed + redirected ReLU ({args.redirect} of 20 steps)', first, 'seed',
                         redirect_relu_steps=args.redirect))
     if dead and args.lucid_steps:
         still = sorted(dead)
-        run(f'lucid, no redirect ({args.lucid_steps} steps), still-dead only', still, preset='lucid',
+        run(f'lucid, no redirect ({args.lucid_steps} steps), still-dead only', still, 'lucid',
             steps=args.lucid_steps, redirect_relu_steps=0)
-        run(f'lucid ({args.lucid_steps} steps, redirect {args.redirect}), still-dead only', still, preset='lucid',
+        run(f'lucid ({args.lucid_steps} steps, redirect {args.redirect}), still-dead only', still, 'lucid',
             steps=args.lucid_steps, redirect_relu_steps=args.redirect)
     with open(args.out, 'w') as f:
         json.dump({'layer': args.layer, 'size': args.size, 'weights': str(path), 'rows': rows}, f, indent=1)

@@ -17,11 +17,15 @@ import types
 import zipfile
 
 import h5py
+import jax
 import numpy as np
 import pytest
 
-import jaxvis.weights as _W
+import jaxvis.edge.fetch as _W
 from jaxvis.models.vgg import TINY_BLOCKS, VGG16_BLOCKS, VGG19_BLOCKS, layer_table
+
+# As equinox's tests do: no silent dtype promotion anywhere in the library (int32 + float32 raises).
+jax.config.update('jax_numpy_dtype_promotion', 'strict')
 
 # The real network helpers, captured before the autouse fixture below replaces them in every test.
 REAL_FETCH_URL = _W._fetch_url
@@ -175,6 +179,12 @@ def vgg16_params():
 @pytest.fixture(scope='session')
 def synth_dir(tmp_path_factory):
     return tmp_path_factory.mktemp('synthetic_weights')
+
+
+@pytest.fixture(scope='session')
+def tiny_h5(synth_dir):
+    """The tiny model's params (``tiny_params``) in the official notop layout: ``--model tiny --weights``."""
+    return write_official(synth_dir / 'tiny_notop.h5', random_params(TINY_BLOCKS, seed=3))
 
 
 @pytest.fixture(scope='session')

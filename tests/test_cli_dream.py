@@ -1,4 +1,4 @@
-"""`jaxvis dream` end to end on the tiny model (weights loading patched: the tiny model has no file)."""
+"""`jaxvis dream` end to end on the tiny model, its weights in a small file in the official layout."""
 from __future__ import annotations
 
 import json
@@ -8,21 +8,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jaxvis.dream
-import jaxvis.cli.dream as cli_dream
-from jaxvis.cli import build_parser, common, main
-from jaxvis.cli.dream import parse_layers, read_image
+import jaxvis.dream.ascent
+from jaxvis.cli import main
+from jaxvis.cli.dream import parse_layers
+from jaxvis.edge.images import read_image
+from jaxvis.edge.locations import file_digest
 from jaxvis.errors import JaxvisError
-from jaxvis.models import get_model
 
 H, W = 48, 64      # the size test_deepdream.py compiles for too
-INFO = {'name': 'tiny-random', 'source': 'test', 'path': '-', 'sha256': '0' * 64}
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch, tiny_params):
-    build_parser()  # import every subcommand first, so none binds the patched load_params for good
-    monkeypatch.setattr(common, 'load_params', lambda args, quiet=False: (get_model('tiny'), tiny_params, INFO))
+def tiny_cli(monkeypatch, tiny_h5):
+    """``--model tiny`` reads its weights from ``$JAXVIS_WEIGHTS`` (a model without an official file)."""
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
+    return tiny_h5
+
+
+def no_temp_files(folder) -> bool:
+    return not [f for _, _, fs in os.walk(folder) for f in fs if f.endswith('.part')]
 
 
 def photo(mode: str = 'RGB', size=(W, H)) -> Image.Image:
@@ -60,12 +64,12 @@ def test_writes_png_and_manifest(tiny_cli, tmp_path):
     assert out.size == (W, H) and out.mode == 'RGB'
     assert np.abs(np.asarray(out, float) - np.asarray(Image.open(src), float)).mean() > 1  # it dreamed
     m = json.loads((tmp_path / 'dream.json').read_text())
-    assert m['weights']['sha256'] == '0' * 64 and m['seed'] == 3 and m['model'] == 'tiny'
+    assert m['weights']['sha256'] == file_digest(tiny_cli) and m['seed'] == 3 and m['model'] == 'tiny'
     assert m['config']['layers'] == {'block3_conv3': 1.0} and m['config']['steps'] == 2
     assert m['frames_done'] == 1 and not m['interrupted'] and m['size'] == [W, H]
     assert len(m['history']) == 1 and len(m['history'][0]['objective'][0]) == 2
-    assert m['environment']['jax'] and len(m['input']['sha256']) == 64
-    assert not [f for f in os.listdir(tmp_path) if f.startswith('.jaxvis-')]
+    assert m['environment']['jax'] and m['input']['sha256'] == file_digest(src)
+    assert no_temp_files(tmp_path)
 
 
 def test_sequence_writes_frames_and_a_gif(tiny_cli, tmp_path):
@@ -80,6 +84,25 @@ def test_sequence_writes_frames_and_a_gif(tiny_cli, tmp_path):
     last = np.asarray(Image.open(tmp_path / 'dream_frames' / frames[-1]))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'dream.png')), last)
     assert json.loads((tmp_path / 'dream.json').read_text())['frames_done'] == 3
+
+
+def test_mp4_holds_the_frames(tiny_cli, tmp_path):
+    """The MP4 goes through the ffmpeg that the imageio-ffmpeg wheel ships; decoded again, it has every
+    frame at the input's size and is close to the frame PNGs (H.264 is lossy)."""
+    import imageio_ffmpeg
+
+    src = tmp_path / 'in.png'
+    photo().save(src)
+    mp4 = tmp_path / 'dream.mp4'
+    assert dream(tmp_path, src, '--frames', '3', '--mp4', str(mp4), '--fps', '5') == 0
+    reader = imageio_ffmpeg.read_frames(str(mp4))
+    meta = next(reader)
+    decoded = [np.frombuffer(f, np.uint8).reshape(H, W, 3) for f in reader]
+    assert tuple(meta['size']) == (W, H) and len(decoded) == 3 and meta['fps'] == 5
+    for i, frame in enumerate(decoded):
+        png = np.asarray(Image.open(tmp_path / 'dream_frames' / f'frame_{i:04d}.png'), float)
+        assert np.abs(frame - png).mean() < 12, i  # lossy, but the same picture
+    assert no_temp_files(tmp_path)
 
 
 @pytest.mark.parametrize('mode', ['L', 'RGBA', 'P'])
@@ -141,12 +164,12 @@ def test_bad_input_file_exit_2_one_line(tiny_cli, tmp_path, capsys, case):
 
 @pytest.mark.parametrize('extra, needle', [
     (['--layer', 'block9_conv1'], 'valid layers'),
-    (['--mp4', 'd.mp4'], 'ffmpeg'),
+    (['--octave-scale', '0.5'], 'octave scale'),
+    (['--frames', '0'], 'frames'),
     (['--layer', 'block3_conv3:abc'], 'not a number'),
     (['--out', 'dream.jpg'], '.png'),
 ])
-def test_bad_options_exit_2_one_line(tiny_cli, tmp_path, capsys, monkeypatch, extra, needle):
-    monkeypatch.setattr(cli_dream.shutil, 'which', lambda name: None)  # as on a machine without ffmpeg
+def test_bad_options_exit_2_one_line(tiny_cli, tmp_path, capsys, extra, needle):
     src = tmp_path / 'in.png'
     photo().save(src)
     assert dream(tmp_path, src, *extra) == 2
@@ -171,7 +194,7 @@ def test_unwritable_output_exit_2(tiny_cli, tmp_path, capsys):
 def test_ctrl_c_keeps_finished_frames(tiny_cli, tmp_path, monkeypatch, capsys):
     src = tmp_path / 'in.png'
     photo().save(src)
-    real, calls = jaxvis.dream.deepdream, []
+    real, calls = jaxvis.dream.ascent.deepdream, []
 
     def interrupted_on_third_frame(*a, **k):
         calls.append(1)
@@ -179,7 +202,7 @@ def test_ctrl_c_keeps_finished_frames(tiny_cli, tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(jaxvis.dream, 'deepdream', interrupted_on_third_frame)
+    monkeypatch.setattr(jaxvis.dream.ascent, 'deepdream', interrupted_on_third_frame)
     assert dream(tmp_path, src, '--frames', '5', '--gif', str(tmp_path / 'd.gif')) == 130
     assert sorted(os.listdir(tmp_path / 'dream_frames')) == ['frame_0000.png', 'frame_0001.png']
     for f in ('frame_0000.png', 'frame_0001.png'):
@@ -187,5 +210,5 @@ def test_ctrl_c_keeps_finished_frames(tiny_cli, tmp_path, monkeypatch, capsys):
     m = json.loads((tmp_path / 'dream.json').read_text())
     assert m['interrupted'] and m['frames_done'] == 2 and len(m['history']) == 2
     assert not (tmp_path / 'd.gif').exists() and not (tmp_path / 'dream.png').exists()
-    assert not [f for d, _, fs in os.walk(tmp_path) for f in fs if f.startswith('.jaxvis-')]
+    assert no_temp_files(tmp_path)
     assert 'interrupted' in capsys.readouterr().err

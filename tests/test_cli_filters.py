@@ -1,4 +1,4 @@
-"""`jaxvis filters` end to end on the tiny model (weights loading patched: the tiny model has no file)."""
+"""`jaxvis filters` end to end on the tiny model, its weights in a small file in the official layout."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,15 @@ from PIL import Image
 
 import jaxvis.cli.filters as cli_filters
 from jaxvis.cli import main
-from jaxvis.models import get_model
+from jaxvis.edge.locations import file_digest
+from jaxvis.models import get_model, probe
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch, tiny_params):
-    info = {'name': 'tiny-random', 'source': 'test', 'path': '-', 'sha256': '0' * 64}
-    monkeypatch.setattr(cli_filters, 'load_params', lambda args, quiet=False: (get_model('tiny'), tiny_params, info))
+def tiny_cli(monkeypatch, tiny_h5):
+    """``--model tiny`` reads its weights from ``$JAXVIS_WEIGHTS`` (a model without an official file)."""
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
+    return tiny_h5
 
 
 def run(tmp_path, *extra, out='out'):
@@ -32,7 +34,7 @@ def test_writes_pngs_grid_and_manifest(tiny_cli, tmp_path):
     m = json.loads((out / 'manifest.json').read_text())
     entry = m['layers']['block3_conv2']
     assert [e['filter'] for e in entry['filters']] == list(range(6))
-    assert m['weights']['sha256'] == '0' * 64 and m['seed'] == 0 and m['config']['steps'] == 4
+    assert m['weights']['sha256'] == file_digest(tiny_cli) and m['seed'] == 0 and m['config']['steps'] == 4
     live = [e for e in entry['filters'] if not e['dead']]
     # grid holds the live filters best first, 5 px margins between 32 px tiles
     losses = {e['filter']: e['loss'] for e in live}
@@ -58,10 +60,10 @@ def test_gif_has_a_frame_per_snapshot(tiny_cli, tmp_path):
 
 def test_layer_all_makes_one_grid_per_conv_layer(tiny_cli, tmp_path):
     assert run(tmp_path, '--layer', 'all', '--filters', '0:2') == 0
-    spec = get_model('tiny')
+    convs = probe.conv_layers(get_model('tiny'))
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
-    assert list(m['layers']) == list(spec.conv_layers)
-    for layer in spec.conv_layers:
+    assert list(m['layers']) == list(convs) and len(convs) == 13
+    for layer in convs:
         assert (tmp_path / 'out' / f'{layer}_1.png').exists()
 
 
@@ -153,9 +155,10 @@ def test_drop_dead_default_and_flags(tiny_cli, tmp_path, capsys):
         a = np.asarray(Image.open(tmp_path / 'auto' / f'block3_conv2_{f}.png'))
         np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / 'all' / f'block3_conv2_{f}.png')))
     capsys.readouterr()
-    assert run(tmp_path, '--layer', 'block3_conv2', '--preset', 'jacobgil', '--drop-dead', out='bad') == 2
+    assert run(tmp_path, '--layer', 'block3_conv2', '--filters', '0:6', '--preset', 'jacobgil', '--drop-dead',
+               out='bad') == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and '--drop-dead' in err[0]
+    assert len(err) == 1 and 'drop_dead needs' in err[0]
     assert not (tmp_path / 'bad').exists()
 
 

@@ -1,9 +1,9 @@
-"""``jaxvis layers`` and ``jaxvis weights`` through jaxvis.cli.main (no network)."""
+"""``jaxvis layers`` and ``jaxvis weights`` through jaxvis.cli.main (no network), on the tiny model."""
 import hashlib
 
 import pytest
 
-import jaxvis.weights as W
+import jaxvis.edge.locations as W
 from jaxvis.cli import main
 
 V16 = W.OFFICIAL['vgg16'].name
@@ -22,34 +22,36 @@ def one_error_line(err, *parts):
         assert p in lines[0], (p, lines[0])
 
 
-def test_layers_table_at_224(vgg16_h5, capsys):
-    assert main(['layers', '--weights', vgg16_h5, '--size', '224']) == 0
+def test_layers_table_at_224(tiny_h5, capsys):
+    assert main(['layers', '--model', 'tiny', '--weights', tiny_h5, '--size', '224']) == 0
     out, err = capsys.readouterr()
-    assert row(out, 'block5_conv3')[:4] == ['block5_conv3', 'conv', '512', '14x14']
-    assert row(out, 'block1_conv1')[:4] == ['block1_conv1', 'conv', '64', '224x224']
-    assert row(out, 'block5_pool')[:4] == ['block5_pool', 'pool', '512', '7x7']
-    assert row(out, 'block5_conv3')[4] == f'{3 * 3 * 512 * 512 + 512:,}'
+    assert row(out, 'block5_conv3')[:4] == ['block5_conv3', 'conv', '8', '14x14']
+    assert row(out, 'block1_conv1')[:4] == ['block1_conv1', 'conv', '4', '224x224']
+    assert row(out, 'block5_pool')[:4] == ['block5_pool', 'pool', '8', '7x7']
+    assert row(out, 'block5_conv3')[4] == f'{3 * 3 * 8 * 8 + 8:,}'
+    assert row(out, 'block1_conv1')[4] == f'{3 * 3 * 3 * 4 + 4:,}'
     assert len([ln for ln in out.splitlines() if ln.startswith('block')]) == 18
-    assert 'vgg16_official.h5 (user' in out  # which weights are in use, on stdout
-    assert 'vgg16_official.h5' in err and vgg16_h5 in err
+    assert 'tiny_notop.h5 (user' in out  # which weights are in use, on stdout
+    assert 'tiny_notop.h5' in err and tiny_h5 in err
 
 
-def test_layers_odd_size_floors_and_too_small_shows_dash(vgg16_h5, capsys):
-    assert main(['layers', '--weights', vgg16_h5, '--size', '100', '--quiet']) == 0
+def test_layers_odd_size_floors_and_too_small_shows_dash(tiny_h5, capsys):
+    assert main(['layers', '--model', 'tiny', '--weights', tiny_h5, '--size', '100', '--quiet']) == 0
     out, err = capsys.readouterr()
     assert row(out, 'block3_pool')[3] == '12x12' and row(out, 'block5_conv3')[3] == '6x6'
     assert err == ''
-    assert main(['layers', '--weights', vgg16_h5, '--size', '20', '--quiet']) == 0
+    assert main(['layers', '--model', 'tiny', '--weights', tiny_h5, '--size', '20', '--quiet']) == 0
     out = capsys.readouterr().out
     assert row(out, 'block4_pool')[3] == '1x1' and row(out, 'block5_pool')[3] == '-'
 
 
-def test_layers_finds_official_file_in_weights_folder(isolated, vgg16_h5, capsys):
+def test_layers_finds_official_file_in_weights_folder(isolated, tiny_h5, capsys):
+    """vgg16's file is found in ./weights under its official name, then checked: here it holds the tiny
+    model's weights, which the error line says."""
     isolated.weights.mkdir()
-    (isolated.weights / V16).symlink_to(vgg16_h5)
-    assert main(['layers']) == 0
-    out = capsys.readouterr().out
-    assert f'{V16} (keras' in out and row(out, 'block5_conv3')[3] == '14x14'
+    (isolated.weights / V16).symlink_to(tiny_h5)
+    assert main(['layers', '--quiet']) == 2
+    one_error_line(capsys.readouterr().err, str(isolated.weights / V16), "'block1_conv1' has kernel")
 
 
 def test_layers_bad_file_is_one_line_exit_2(tmp_path, capsys):
@@ -67,7 +69,6 @@ def test_layers_missing_weights_offline_is_one_line_exit_2(isolated, capsys):
 
 
 @pytest.mark.parametrize('argv, parts', [
-    (['layers', '--model', 'nope'], ['invalid choice', 'nope']),
     (['layers', '--size', 'big'], ['invalid int']),
     (['weights', '--source', 'imagenet'], ['invalid choice']),
 ])
@@ -79,12 +80,13 @@ def test_bad_arguments_exit_2(argv, parts, capsys):
 
 
 @pytest.mark.parametrize('argv, parts', [
-    (['layers', '--model', 'tiny'], ['tiny model']),
-    (['layers', '--size', '0'], ['--size']),
+    (['layers', '--model', 'nope'], ["unknown model 'nope'", 'vgg16']),
+    (['layers', '--model', 'tiny'], ["model 'tiny' has no weights file", '--weights']),
+    (['layers', '--size', '0'], ['size must be >= 1, got 0']),
     (['weights', '--fetch', '--model', 'vgg19', '--source', 'hed'], ['VGG16 weights only']),
     (['weights', '--source', 'hed'], ['--source needs --fetch']),
 ])
-def test_user_errors_exit_2(argv, parts, vgg16_h5, capsys):
+def test_user_errors_exit_2(argv, parts, isolated, capsys):
     assert main(argv) == 2
     one_error_line(capsys.readouterr().err, *parts)
 

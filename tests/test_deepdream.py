@@ -10,16 +10,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxvis
-from jaxvis.dream import DreamResult, deepdream, dream_sequence, model_apply, plan_octaves
-from jaxvis.dream_ops import mirror_roll, octave_shapes, resize, zoom_rotate
-from jaxvis.dream_tiles import AxisTiles, plan_axis, receptive_radius, tiled_value_and_grad
+from jaxvis import objectives as O
+from jaxvis.dream import DreamConfig, DreamResult, dream_sequence, octave_shapes, plan_octaves
+from jaxvis.dream import ascent
+from jaxvis.dream.octaves import upscale_with_detail
+from jaxvis.dream.tiles import AxisTiles, LayerTerm, _tile_step, plan_axis, tiled_value_and_grad
 from jaxvis.errors import JaxvisError
-from jaxvis.models import get_model
+from jaxvis.image_ops import mirror_roll, resize, zoom_rotate
+from jaxvis.models import forward, get_model, probe
 
 TINY = get_model('tiny')
 LAYER = 'block3_conv3'          # stride 4, receptive field 40 px
 BASE = dict(model='tiny', layers=LAYER, octaves=2, steps=12)
+
+
+def deepdream(params, image, *, key=None, model='tiny', **options):
+    """The library call with the config built from ``layers=``, ``objective=`` and DreamConfig fields."""
+    return ascent.deepdream(params, image, DreamConfig.make(**options), key=key, model=model)
+
+
+def model_apply(model, layer):
+    return forward(model, layer)
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -115,10 +126,12 @@ def test_plan_axis():
         plan_axis(100, 4, 0, 8)
 
 
-def test_receptive_radius_of_vgg16():
-    layers = get_model('vgg16').layers
-    # 40, 92 and 196 px: the receptive fields of conv3_3, conv4_3 and conv5_3
-    assert [receptive_radius(layers, n) for n in ('block3_conv3', 'block4_conv3', 'block5_conv3')] == [20, 46, 98]
+def test_receptive_radius_is_measured_from_the_gradient(params):
+    """Measured on the tiny VGG (same geometry as VGG16): 40, 92 and 196 px, the receptive fields of
+    conv3_3, conv4_3 and conv5_3 worked out by hand from 3x3 convolutions and 2x2 pools."""
+    got = [probe.receptive_radius(TINY, n, params) for n in ('block3_conv3', 'block4_conv3', 'block5_conv3')]
+    assert got == [20, 46, 98]
+    assert probe.receptive_radius(TINY, 'block1_conv1', params) == 1
 
 
 def _pool_plus_one(params, x):
@@ -135,8 +148,8 @@ def test_tiles_partition_the_objective_exactly(objective, tile, margin):
     x = jnp.asarray(np.random.default_rng(0).normal(0, 1, (37, 53, 3)), jnp.float32)
     tiles = (plan_axis(37, tile, margin, 2), plan_axis(53, tile, margin, 2))
     assert tiles[0].n * tiles[0].core > 37 and tiles[1].n * tiles[1].core > 53
-    v, g = tiled_value_and_grad(_pool_plus_one, None, x, layers=(('pool', 0.5, 2),), objective=objective,
-                                tiles=tiles)
+    fn = 'square' if objective == 'mean_square' else 'identity'
+    v, g = tiled_value_and_grad(_pool_plus_one, None, x, terms=(LayerTerm('pool', 0.5, fn, 0, 2),), tiles=tiles)
     full = lambda x: 0.5 * jnp.mean((lambda a: a * a if objective == 'mean_square' else a)(
         _pool_plus_one(None, x[None])['pool']))
     np.testing.assert_allclose(v, full(x), rtol=1e-5)
@@ -145,15 +158,15 @@ def test_tiles_partition_the_objective_exactly(objective, tile, margin):
 
 def _grads(params, x, tile, margin):
     tiles = (plan_axis(x.shape[0], tile, margin, 4), plan_axis(x.shape[1], tile, margin, 4))
-    return tiled_value_and_grad(model_apply(TINY, LAYER), params, x, layers=((LAYER, 1.0, 4),),
-                                objective='mean_square', tiles=tiles)
+    return tiled_value_and_grad(model_apply(TINY, LAYER), params, x, terms=(LayerTerm(LAYER, 1.0, 'square', 0, 4),),
+                                tiles=tiles)
 
 
 def test_tiled_gradient_is_exact_away_from_the_border_with_a_receptive_field_margin(params):
     x = TINY.preprocess(jnp.asarray(photo(96, 128, seed=1)))
     v0, g0 = _grads(params, x, None, 0)
     assert float(v0) == pytest.approx(exact_objective(params, TINY.deprocess(x)), rel=1e-5)
-    r = receptive_radius(TINY.layers, LAYER)
+    r = probe.receptive_radius(TINY, LAYER, params)
     inner = (slice(2 * r, -2 * r), slice(2 * r, -2 * r))  # activations within r of the border differ
     scale = float(jnp.abs(g0[inner]).max())
     _, g_margin = _grads(params, x, 32, r)                 # 3 x 4 tiles of 32 + 2 x 20 px
@@ -186,8 +199,7 @@ def test_tiled_dream_is_close_to_untiled(params):
 
 def test_octaves_too_small_for_the_layer_are_dropped():
     # block4_conv3 has stride 8: sizes 40/2**i = 5, 10, 20, 40 -> the 5 px octave is left out
-    assert plan_octaves((40, 40), octaves=4, octave_scale=2.0, model='tiny', layers='block4_conv3') == \
-        [(10, 10), (20, 20), (40, 40)]
+    assert plan_octaves(TINY, 'block4_conv3', (40, 40), 4, 2.0) == [(10, 10), (20, 20), (40, 40)]
     assert octave_shapes((300, 451), 3, 1.4) == [(153, 230), (214, 322), (300, 451)]
 
 
@@ -204,7 +216,8 @@ def test_unknown_layer_lists_the_valid_ones(params, img):
 @pytest.mark.parametrize('kw, match', [
     (dict(objective='max'), 'objective'), (dict(octaves=0), 'octaves'), (dict(steps=0), 'steps'),
     (dict(octave_scale=0.5), 'octave scale'), (dict(tile_size=2), 'tile size'),
-    (dict(layers={LAYER: 'x'}), 'number'), (dict(layers={}), 'no layer'),
+    (dict(layers={LAYER: 'x'}), 'number'), (dict(layers={}), 'no layer'), (dict(step_size=-1.0), 'step size'),
+    (dict(tile_margin=-3), 'tile margin'), (dict(blur_sigma=float('nan')), 'blur sigma'),
 ])
 def test_bad_options_raise(params, img, kw, match):
     with pytest.raises(JaxvisError, match=match):
@@ -216,27 +229,50 @@ def test_bad_image_shape_raises(params):
         deepdream(params, np.zeros((32, 32)), model='tiny', layers=LAYER)
 
 
-def test_weighted_layers_compute_only_up_to_the_deepest(params, img, monkeypatch):
-    made = []
-    real_make = TINY.make
-    spec = TINY.__class__(TINY.name + '-spy', lambda last: made.append(last) or real_make(last), TINY.layers)
-    out = deepdream(params, img, model=spec, layers={'block2_conv2': 0.5, LAYER: 1.0}, octaves=1, steps=2)
-    assert made == [LAYER] and out.image.shape == img.shape
+def test_weighted_layers_compute_only_up_to_the_deepest(params, img):
+    import dataclasses
+    asked = []
+    spy = dataclasses.replace(TINY, name='tiny-spy', cache={},
+                              features=lambda p, x, upto=None: asked.append(upto) or TINY.features(p, x, upto))
+    out = deepdream(params, img, model=spy, layers={'block2_conv2': 0.5, LAYER: 1.0}, octaves=1, steps=2)
+    assert set(asked) - {None} == {LAYER} and out.image.shape == img.shape  # None: eval_shape probes only
+
+
+def test_objective_terms_and_the_border_crop(params):
+    """One vocabulary: DeepDream's objective is jaxvis.objectives' deepdream/layer_mean; a crop leaves
+    out that many activations at each border of the whole image, tiles or not."""
+    obj = 0.5 * O.deepdream('block2_conv2') + 2.0 * O.layer_mean(LAYER, crop=2)
+    assert obj.terms == (O.Term('block2_conv2', 0.5, 'square', 0), O.Term(LAYER, 2.0, 'identity', 2))
+    x = TINY.preprocess(jnp.asarray(photo(48, 64)))
+    acts = model_apply(TINY, LAYER)(params, x[None])
+    want = 0.5 * jnp.mean(acts['block2_conv2'] ** 2) + 2.0 * jnp.mean(acts[LAYER][:, 2:-2, 2:-2])
+    np.testing.assert_allclose(obj(acts, 0), want, rtol=1e-6)
+    terms = ascent.layer_terms(TINY, DreamConfig(objective=obj))
+    tiles = (plan_axis(48, None, 0, 4), plan_axis(64, None, 0, 4))
+    v, _ = tiled_value_and_grad(model_apply(TINY, LAYER), params, x, terms=terms, tiles=tiles)
+    np.testing.assert_allclose(v, want, rtol=1e-5)
+    # tiles cut the cropped objective exactly (a network without a receptive field: tiles need no context)
+    z = jnp.asarray(np.random.default_rng(0).normal(0, 1, (37, 53, 3)), jnp.float32)
+    tiles = (plan_axis(37, 12, 0, 2), plan_axis(53, 12, 0, 2))
+    v, _ = tiled_value_and_grad(_pool_plus_one, None, z, terms=(LayerTerm('pool', 1.0, 'identity', 3, 2),),
+                                tiles=tiles)
+    np.testing.assert_allclose(v, jnp.mean(_pool_plus_one(None, z[None])['pool'][:, 3:-3, 3:-3]), rtol=1e-5)
+    with pytest.raises(JaxvisError, match='layer terms'):
+        DreamConfig(objective=O.channel(LAYER, 3))
 
 
 # ------------------------------------------------------------------ sequences
 
 def test_dream_sequence_frames_shape_and_callback(params, img):
-    from jaxvis.dream import _finish, _prepare
-    from jaxvis.dream_tiles import _tile_step
+    _finish, _prepare = ascent._finish, ascent._prepare
     seen, compiled = [], []
 
     def on_frame(i, res):
         seen.append((i, res.image.shape))
         compiled.append((_tile_step()._cache_size(), _prepare._cache_size(), _finish._cache_size()))
 
-    frames = dream_sequence(params, img, frames=3, zoom=1.1, rotate=5.0, key=jax.random.key(0), on_frame=on_frame,
-                            model='tiny', layers=LAYER, octaves=2, steps=2)
+    frames = dream_sequence(params, img, DreamConfig.make(LAYER, octaves=2, steps=2), frames=3, zoom=1.1, rotate=5.0,
+                            key=jax.random.key(0), on_frame=on_frame, model='tiny')
     assert frames.shape == (3,) + img.shape and frames.dtype == jnp.float32
     assert seen == [(0, img.shape), (1, img.shape), (2, img.shape)]
     assert compiled[0] == compiled[1] == compiled[2]  # frames after the first compile nothing new
@@ -244,10 +280,6 @@ def test_dream_sequence_frames_shape_and_callback(params, img):
                       octaves=2, steps=2).image
     np.testing.assert_array_equal(np.asarray(frames[0]), np.asarray(first))
     assert float(jnp.abs(frames[2] - frames[1]).mean()) > 1.0
-
-
-def test_exported_from_the_package():
-    assert jaxvis.deepdream is deepdream and jaxvis.dream_sequence is dream_sequence
 
 
 # ------------------------------------------------------------------ image ops
@@ -272,7 +304,7 @@ def test_zoom_rotate():
 
 
 def test_upscaling_puts_back_the_detail_the_downscale_lost():
-    from jaxvis.dream import _upscale_with_detail
+    _upscale_with_detail = upscale_with_detail
     original = jnp.asarray(photo(48, 64))
     small = resize(original, (34, 45))
     # an octave that did not dream comes back as the original itself, not as a blurred upscale

@@ -7,7 +7,6 @@ Runs with the same filters in the same batch positions are compared bit for bit;
 inside a batch (or another chunking) is compared with the tolerances below.
 """
 import copy
-import dataclasses
 import types
 
 import jax
@@ -16,11 +15,15 @@ import numpy as np
 import optax
 import pytest
 
-from jaxvis.config import FilterConfig, preset
+from jaxvis import objectives as O
+from jaxvis import optim
+from jaxvis import param as P
 from jaxvis.errors import JaxvisError
-from jaxvis.filters import (FilterResult, batched_step, best_order, filter_keys, init_image, layer_id,
-                            make_score, make_step, needed_params, parse_filters, visualize_filters)
-from jaxvis.models import get_model
+from jaxvis.models import forward, get_model, params_up_to, probe
+from jaxvis.visualize import FilterConfig, preset
+from jaxvis.visualize.engine import FilterResult, best_order, parse_filters, visualize_filters
+from jaxvis.visualize.start import filter_keys, layer_id, start_point
+from jaxvis.visualize.step import batched, make_score, make_step
 
 SPEC = get_model('tiny')
 LAYER = 'block3_conv1'   # 8 filters, 8x8 output at SIZE; cheaper to compile than block5
@@ -40,9 +43,14 @@ def params(h5w):
     return h5w.random_params(h5w.TINY, seed=3)
 
 
-def run(params, filters=tuple(range(8)), **kw) -> FilterResult:
-    kw = {'model': 'tiny', 'size': SIZE, 'steps': STEPS, **kw}
-    return visualize_filters(params, kw.pop('layer', LAYER), filters, **kw)
+ENGINE_ARGS = ('model', 'size', 'key', 'init', 'batch_size', 'snapshot_every', 'progress', 'devices', 'drop_dead')
+
+
+def run(params, filters=tuple(range(8)), *, layer=LAYER, name='seed', **kw) -> FilterResult:
+    """``visualize_filters`` on the tiny model with ``preset(name, steps=STEPS, **options)``."""
+    engine = {k: kw.pop(k) for k in ENGINE_ARGS if k in kw}
+    cfg = preset(name, **{'steps': STEPS, **kw})
+    return visualize_filters(params, layer, filters, cfg, **{'model': 'tiny', 'size': SIZE, **engine})
 
 
 @pytest.fixture(scope='module')
@@ -54,7 +62,7 @@ def base(params):
 def start_images(cfg, key, layer, filters, size=SIZE):
     """The engine's start images ``[N, size, size, 3]`` in model space, from the filters' keys."""
     keys = filter_keys(key, layer, np.asarray(filters))
-    return np.asarray(jax.jit(jax.vmap(lambda k: init_image(cfg, k, size)))(keys))
+    return np.asarray(jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))(keys))
 
 
 # ------------------------------------------------------------------ objective goes up
@@ -95,8 +103,8 @@ def seed_case(params):
     rng = np.random.default_rng(2024)
     x0 = ((rng.random((8, SIZE, SIZE, 3)) - 0.5) * 20 + 128).astype(np.float32)  # seed 003's start
     init = np.asarray(SPEC.deprocess(x0))  # the engine takes RGB; its state is the model input
-    res = visualize_filters(p, SEED_LAYER, list(range(8)), model='tiny', size=SIZE, preset='seed',
-                            init=init, snapshot_every=5)
+    res = visualize_filters(p, SEED_LAYER, list(range(8)), 'seed', model='tiny', size=SIZE, init=init,
+                            snapshot_every=5)
     return types.SimpleNamespace(params=p, x0=x0, init=init, res=res)
 
 
@@ -109,11 +117,11 @@ def test_seed_preset_equals_a_plain_reimplementation_of_seed_003(seed_case):
     assert res.history.shape == (20, 8) and res.snapshot_steps == (0, 5, 10, 15, 20)
     np.testing.assert_allclose(res.snapshots[0], seed_case.init, atol=1e-4)  # start = the given init
 
-    module = SPEC.make(SEED_LAYER)
-    p = {name: params[name] for name in SPEC.conv_layers[:SPEC.conv_layers.index(SEED_LAYER) + 1]}
+    apply = forward(SPEC, SEED_LAYER)
+    p = params_up_to(SPEC, params, SEED_LAYER)
 
     def loss_fn(x, f):
-        return jnp.mean(module.apply({'params': p}, x)[SEED_LAYER][:, :, :, f])
+        return jnp.mean(apply(p, x)[SEED_LAYER][:, :, :, f])
 
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     for f in range(8):
@@ -150,7 +158,8 @@ def test_dead_filter_is_flagged_never_moves_and_is_not_ranked(seed_case):
 
 def test_seed_preset_start_is_gray_noise_in_118_138(base, params):
     cfg = preset('seed')
-    assert (cfg.steps, cfg.step_size, cfg.normalize, cfg.optimizer) == (20, 1.0, 'rms', None)
+    assert cfg.steps == 20 and cfg.optimizer is optim.ascent(1.0, normalize='rms')
+    assert cfg.param is P.pixels(offset=118.0, scale=20.0, dist='uniform')
     x = start_images(cfg, jax.random.key(0), LAYER, range(8))
     assert x.min() >= 118.0 and x.max() < 138.0
     assert x.min() < 118.1 and x.max() > 137.9  # the whole range: (U - 0.5) * 20 + 128
@@ -235,9 +244,9 @@ STEP_CONFIGS = {
     'seed': preset('seed'),
     # jitter, decay, blur on even steps only, raw gradients, the 'progress' learning rate
     # (the percentile clips are checked under jit / vmap in test_regularizers.py)
-    'regularized': FilterConfig(jitter=2, decay=0.05, blur_sigma=0.5, blur_every=2, normalize='none',
-                                lr_policy='progress'),
-    'adam': FilterConfig(optimizer=optax.adam(2.0)),
+    'regularized': preset('seed', jitter=2, decay=0.05, blur_sigma=0.5, blur_every=2, normalize='none',
+                          lr_policy='progress'),
+    'adam': preset('seed', optimizer=optax.adam(2.0)),
 }
 
 
@@ -245,15 +254,15 @@ STEP_CONFIGS = {
 def test_step_jit_equals_eager_and_vmap_equals_loop(params, name):
     cfg = STEP_CONFIGS[name]
     step = make_step(SPEC, STEP_LAYER, cfg)
-    p = needed_params(SPEC, params, STEP_LAYER)
+    p = params_up_to(SPEC, params, STEP_LAYER)
     n, n_steps = 4, 2
     keys = filter_keys(jax.random.key(7), STEP_LAYER, np.arange(n))
     x = jnp.asarray(start_images(cfg, jax.random.key(7), STEP_LAYER, range(n)))
     f = jnp.arange(n, dtype=jnp.int32)
-    init_state = cfg.optimizer.init if cfg.optimizer is not None else (lambda x: ())
+    init_state = cfg.optimizer.init
 
     xb, sb, lb = x, jax.vmap(init_state)(x), []
-    bstep = batched_step(step)
+    bstep = batched(step)
     for t in range(n_steps):
         xb, sb, loss = bstep(p, xb, sb, f, keys, jnp.int32(t))
         lb.append(np.asarray(loss))
@@ -299,8 +308,8 @@ def test_snapshots(params, base):
     assert base.snapshots.shape == (4, 8, SIZE, SIZE, 3) and base.snapshots.dtype == np.float32
     np.testing.assert_array_equal(base.snapshots[-1], base.images)
     # snapshot s is the image before step snapshot_steps[s]: its objective is history[that step]
-    score = jax.jit(jax.vmap(make_score(SPEC, LAYER), in_axes=(None, 0, 0)))
-    p = needed_params(SPEC, params, LAYER)
+    score = jax.jit(jax.vmap(make_score(SPEC, LAYER, O.channel(LAYER)), in_axes=(None, 0, 0)))
+    p = params_up_to(SPEC, params, LAYER)
     for s, t in enumerate(base.snapshot_steps[:-1]):
         got = np.asarray(score(p, SPEC.preprocess(base.snapshots[s]), jnp.arange(8)))
         np.testing.assert_allclose(got, base.history[t], rtol=1e-4, atol=1e-4, err_msg=f'step {t}')
@@ -316,8 +325,9 @@ def test_snapshot_every_must_be_positive(params):
 # ------------------------------------------------------------------ optimizers and presets
 
 def test_optax_optimizer_objective_goes_up(params, base):
-    res = run(params, list(range(8)), optimizer=optax.adam(1.0))
-    assert res.config.optimizer is not None
+    adam = optax.adam(1.0)
+    res = run(params, list(range(8)), optimizer=adam, normalize='none')
+    assert res.config.optimizer is adam
     live = ~res.dead
     assert live.sum() >= 5
     assert np.all(res.losses[live] > res.history[0, live])
@@ -328,12 +338,11 @@ def test_optax_optimizer_objective_goes_up(params, base):
 
 @pytest.mark.parametrize('name', ['jacobgil', 'yosinski1', 'yosinski2', 'yosinski3', 'yosinski4'])
 def test_presets_run_without_nan(params, name):
-    res = visualize_filters(params, 'block1_conv1', [0, 1, 2, 3], model='tiny', size=SIZE, preset=name,
-                            steps=3, snapshot_every=3)
-    want = preset(name, steps=3)
+    res = visualize_filters(params, 'block1_conv1', [0, 1, 2, 3], preset(name, steps=3), model='tiny', size=SIZE,
+                            snapshot_every=3)
     assert res.config.steps == 3
-    assert res.config.build_regularizer().name == want.build_regularizer().name
-    assert dataclasses.replace(res.config, regularizer=None) == dataclasses.replace(want, regularizer=None)
+    assert res.config == preset(name, steps=3)  # cached pieces: the same preset gives an equal config
+    assert hash(res.config) == hash(preset(name, steps=3))
     assert res.images.shape == (4, SIZE, SIZE, 3) and res.history.shape == (3, 4)
     for a in (res.images, res.losses, res.history, res.snapshots):
         assert np.all(np.isfinite(a)), name
@@ -371,13 +380,17 @@ def test_visualize_filters_errors(params):
         run(params, [0], layer='block6_conv1')
     assert 'block5_conv3' in str(e.value) and 'block1_conv1' in str(e.value)
     with pytest.raises(JaxvisError, match='preset'):
-        run(params, [0], preset='nope')
+        run(params, [0], name='nope')
     with pytest.raises(JaxvisError, match='unknown option'):
         run(params, [0], learning_rate=1.0)
     with pytest.raises(JaxvisError, match='init'):
         run(params, [0, 1], init=np.zeros((3, SIZE, SIZE, 3), np.float32))
-    with pytest.raises(JaxvisError, match='steps'):
-        visualize_filters(params, LAYER, [0], model='tiny', size=SIZE, steps=3, config=preset('seed'))
+    with pytest.raises(JaxvisError, match='preset'):
+        visualize_filters(params, LAYER, [0], 'nope', model='tiny', size=SIZE)
+    with pytest.raises(JaxvisError, match='takes no jitter'):
+        preset('lucid', jitter=3)
+    with pytest.raises(JaxvisError, match='regularizer'):
+        preset('jacobgil', decay=0.1)
 
 
 def test_bad_batch_size_is_a_jaxvis_error(params):
@@ -389,12 +402,12 @@ def test_bad_batch_size_is_a_jaxvis_error(params):
 
 def test_size_too_small_for_the_layer(params):
     # block5_conv1 follows 4 pools: it needs 16 px (15 -> 7 -> 3 -> 1 -> 0); block5_pool needs 32
-    SPEC.check_size('block5_conv1', 16)
+    probe.check_size(SPEC, 'block5_conv1', 16)
     with pytest.raises(JaxvisError, match='at least 16'):
-        SPEC.check_size('block5_conv1', 15)
-    SPEC.check_size('block5_pool', 32)
+        probe.check_size(SPEC, 'block5_conv1', 15)
+    probe.check_size(SPEC, 'block5_pool', 32)
     with pytest.raises(JaxvisError, match='at least 32'):
-        SPEC.check_size('block5_pool', 31)
+        probe.check_size(SPEC, 'block5_pool', 31)
     with pytest.raises(JaxvisError, match='size 8 is too small for block5_conv1'):
         run(params, [0], layer='block5_conv1', size=8)
 
@@ -403,7 +416,7 @@ def test_size_too_small_for_the_layer(params):
 
 @pytest.mark.slow
 def test_vgg16_block5_conv1_real_size(vgg16_params):
-    res = visualize_filters(vgg16_params, 'block5_conv1', [0, 511], model='vgg16', size=64, steps=2)
+    res = visualize_filters(vgg16_params, 'block5_conv1', [0, 511], preset('seed', steps=2), model='vgg16', size=64)
     assert res.images.shape == (2, 64, 64, 3) and res.history.shape == (2, 2) and res.losses.shape == (2,)
     np.testing.assert_array_equal(res.filters, [0, 511])
     assert np.all(np.isfinite(res.images)) and np.all(np.isfinite(res.history)) and np.all(np.isfinite(res.losses))

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from jaxvis import image_ops, transforms
+from jaxvis.display import grid_shape
+from jaxvis.errors import JaxvisError
 
 
 def ref_gaussian_taps(sigma, radius=None):
@@ -180,7 +182,7 @@ def test_percentile_mask_count_matches_docstring(n, pct):
                                      (7, (3, 3)), (9, (3, 3)), (10, (3, 4)), (16, (4, 4)), (17, (4, 5)),
                                      (64, (8, 8)), (200, (14, 15))])
 def test_grid_shape(n, shape):
-    rows, cols = image_ops.grid_shape(n)
+    rows, cols = grid_shape(n)
     assert (rows, cols) == shape
     assert rows * cols >= n and (rows - 1) * cols < n and cols >= rows
 
@@ -221,10 +223,13 @@ def test_jitter_same_key_same_output_and_keys_matter():
     assert len(outs) > 1
 
 
-def test_jitter_zero_is_identity():
+def test_jitter_zero_is_identity_and_bad_shifts_are_refused():
     x = jnp.asarray(distinct_image())
-    for k in (0, -1):
-        np.testing.assert_array_equal(np.asarray(transforms.jitter(k)(jax.random.key(1), x)), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(transforms.jitter(0)(jax.random.key(1), x)), np.asarray(x))
+    assert transforms.jitter(0) is transforms.identity()
+    for bad in (-4, 100000, 2.5):
+        with pytest.raises(JaxvisError, match='jitter'):
+            transforms.jitter(bad)
 
 
 def test_jitter_vmap_with_different_keys_equals_loop():

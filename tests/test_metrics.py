@@ -1,14 +1,12 @@
 """Quality metrics on constructed cases, and measure() on a tiny-model result."""
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxvis import metrics as M
-from jaxvis.filters import visualize_filters
-from jaxvis.models import get_model
+from jaxvis.models import forward, get_model
+from jaxvis.visualize import preset, visualize_filters
 
 
 def _wave(fy, fx, n=32):
@@ -69,12 +67,12 @@ def test_channel_means_match_a_forward_pass(tiny_params):
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     means = M.channel_means(tiny_params, 'block2_conv1', images, model='tiny', batch_size=2)
     p = {k: v for k, v in tiny_params.items() if k.startswith('block1') or k == 'block2_conv1'}
-    acts = spec.make('block2_conv1').apply({'params': p}, spec.preprocess(images))['block2_conv1']
+    acts = forward(spec, 'block2_conv1')(p, spec.preprocess(images))['block2_conv1']
     np.testing.assert_allclose(means, np.asarray(acts).mean(axis=(1, 2)), rtol=1e-5, atol=1e-5)
 
 
 def test_measure_a_result(tiny_params):
-    r = visualize_filters(tiny_params, 'block2_conv1', [0, 2, 5], model='tiny', size=32, steps=3)
+    r = visualize_filters(tiny_params, 'block2_conv1', [0, 2, 5], preset('seed', steps=3), model='tiny', size=32)
     # re-scoring the final (unclipped) images gives the engine's final objective
     means = M.channel_means(tiny_params, 'block2_conv1', r.images, model='tiny')
     np.testing.assert_allclose(M.activation(means, r.filters), r.losses, rtol=1e-4, atol=1e-3)

@@ -1,11 +1,12 @@
-"""The Flax VGG against a plain numpy re-implementation, Keras names, caffe preprocessing, sizes."""
+"""The Flax VGG against a plain numpy re-implementation, Keras names, caffe preprocessing, and what the
+model protocol derives from the forward pass alone (layers, channels, sizes, strides)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxvis.errors import JaxvisError
-from jaxvis.models import TinyVGG, deprocess, get_model, preprocess
+from jaxvis.models import TinyVGG, deprocess, get_model, preprocess, probe
 
 # Written out from keras.applications.VGG16/VGG19(include_top=False).layers (input layer left out).
 KERAS_VGG16 = ['block1_conv1', 'block1_conv2', 'block1_pool',
@@ -79,15 +80,15 @@ def test_unknown_last_layer():
 @pytest.mark.parametrize('model, names', [('vgg16', KERAS_VGG16), ('vgg19', KERAS_VGG19), ('tiny', KERAS_VGG16)])
 def test_layer_names_are_keras_names(model, names):
     spec = get_model(model)
-    assert list(spec.layer_names) == names
-    assert list(spec.conv_layers) == [n for n in names if 'conv' in n]
-    shapes = jax.eval_shape(lambda: spec.make(None).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-    assert list(shapes['params']) == list(spec.conv_layers)
+    assert list(probe.layer_names(spec)) == names  # derived from the forward pass, in its order
+    assert list(probe.conv_layers(spec)) == [n for n in names if 'conv' in n]
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
+    assert list(shapes) == list(probe.conv_layers(spec))
 
 
 def test_vgg16_param_shapes_are_keras_shapes():
     spec = get_model('vgg16')
-    shapes = jax.eval_shape(lambda: spec.make(None).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))['params']
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
     assert shapes['block1_conv1']['kernel'].shape == (3, 3, 3, 64)
     assert shapes['block3_conv1']['kernel'].shape == (3, 3, 128, 256)
     assert shapes['block5_conv3']['kernel'].shape == (3, 3, 512, 512)
@@ -114,27 +115,33 @@ def test_preprocess_deprocess_are_inverses():
 
 def test_odd_sizes_floor_at_pools_like_keras(tiny_params):
     spec = get_model('tiny')
-    out = spec.make(None).apply({'params': tiny_params}, jnp.zeros((1, 37, 37, 3)))
+    out = spec.features(tiny_params, jnp.zeros((1, 37, 37, 3)))
     keras = {'block1_pool': 18, 'block2_pool': 9, 'block3_pool': 4, 'block4_pool': 2, 'block5_pool': 1,
              'block1_conv2': 37, 'block3_conv3': 9, 'block5_conv3': 2}
     for name, size in keras.items():
         assert out[name].shape[1:3] == (size, size), name
-    for name in spec.layer_names:
-        assert out[name].shape[1] == spec.output_size(name, 37), name
-        assert out[name].shape[3] == spec.channels(name), name
+    for name in probe.layer_names(spec):
+        assert out[name].shape[1:3] == probe.spatial(spec, name, 37), name
+        assert out[name].shape[3] == probe.channels(spec, name), name
 
 
-def test_output_size_and_check_size():
+def test_sizes_strides_and_errors_derived_from_the_forward_pass():
     spec = get_model('vgg16')
-    assert spec.output_size('block1_conv1', 224) == 224
-    assert spec.output_size('block4_pool', 224) == 14
-    assert spec.output_size('block5_conv3', 224) == 14
-    assert spec.output_size('block5_pool', 224) == 7
-    assert spec.output_size('block5_pool', 100) == 3
-    spec.check_size('block5_pool', 32)
+    assert probe.spatial(spec, 'block1_conv1', 224) == (224, 224)
+    assert probe.spatial(spec, 'block4_pool', 224) == (14, 14)
+    assert probe.spatial(spec, 'block5_conv3', 224) == (14, 14)
+    assert probe.spatial(spec, 'block5_pool', 224) == (7, 7)
+    assert probe.spatial(spec, 'block5_pool', 100) == (3, 3)
+    assert probe.spatial(spec, 'block5_pool', 31) == (0, 0)
+    assert [probe.stride(spec, n) for n in ('block1_conv1', 'block3_conv3', 'block4_pool')] == [1, 4, 16]
+    assert [probe.min_size(spec, n) for n in ('block1_conv1', 'block3_conv1', 'block5_pool')] == [1, 4, 32]
+    probe.check_size(spec, 'block5_pool', 32)
     with pytest.raises(JaxvisError, match='at least 32'):
-        spec.check_size('block5_pool', 31)
+        probe.check_size(spec, 'block5_pool', 31)
     with pytest.raises(JaxvisError, match='valid layers'):
-        spec.output_size('block6_conv1', 224)
+        probe.channels(spec, 'block6_conv1')
     with pytest.raises(JaxvisError, match='known models'):
         get_model('resnet')
+    assert get_model('vgg16') is spec and get_model('vgg16', conv='direct') is get_model('vgg16', conv='direct')
+    with pytest.raises(JaxvisError, match='conv must be one of'):
+        get_model('vgg16', conv='fft')

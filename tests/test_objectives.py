@@ -20,8 +20,9 @@ def test_channel_uses_f_or_a_fixed_index():
     a = np.asarray(acts[L])
     assert float(O.channel(L)(acts, jnp.int32(1))) == pytest.approx(a[..., 1].mean(), rel=1e-6)
     assert float(O.channel(L, 2)(acts, jnp.int32(1))) == pytest.approx(a[..., 2].mean(), rel=1e-6)
-    # same value as the engine's plain closure
-    assert float(O.channel(L)(acts, jnp.int32(0))) == pytest.approx(float(O.channel_mean(L)(acts, jnp.int32(0))))
+    # a [B, C] layer (logits, pooled features): unit f averaged over the batch
+    flat = {'logits': jnp.asarray([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]])}
+    assert float(O.channel('logits')(flat, jnp.int32(2))) == pytest.approx(4.0)
 
 
 @pytest.mark.parametrize('h, w, y, x', [(5, 5, 2, 2), (4, 6, 2, 3)])
@@ -56,7 +57,7 @@ def test_arithmetic():
         'a+3': (O.channel(L, 0) + 3, c0 + 3),
         '3-a': (3 - O.channel(L, 0), 3 - c0),
         'sum': (sum(O.channel(L, i) for i in range(3)), c0 + c1 + c2),
-        'plain closure': (O.channel(L, 0) - O.channel_mean(L), c0 - c0),
+        'plain closure': (O.channel(L, 0) - (lambda acts, f: jnp.mean(acts[L][..., 0])), c0 - c0),
         'array weight': (jnp.float32(2.0) * O.channel(L, 1), 2 * c1),
     }
     for name, (obj, want) in cases.items():

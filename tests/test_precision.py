@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis.config import preset
 from jaxvis.errors import JaxvisError
-from jaxvis.filters import visualize_filters
+from jaxvis.visualize import preset, visualize_filters
 
 MEAN_ATOL = 3.0    # mean absolute pixel difference, RGB 0..255
 LOSS_RTOL = 0.3    # final objective, relative, filters alive in fp32
@@ -24,9 +23,9 @@ def pair():
     from conftest import random_params
     from jaxvis.models.vgg import TINY_BLOCKS
     params = random_params(TINY_BLOCKS, seed=3)
-    kw = dict(model='tiny', size=32, steps=10, key=jax.random.key(7))
-    f32 = visualize_filters(params, 'block3_conv2', range(8), **kw)
-    bf16 = visualize_filters(params, 'block3_conv2', range(8), dtype='bfloat16', **kw)
+    kw = dict(model='tiny', size=32, key=jax.random.key(7))
+    f32 = visualize_filters(params, 'block3_conv2', range(8), preset('seed', steps=10), **kw)
+    bf16 = visualize_filters(params, 'block3_conv2', range(8), preset('seed', steps=10, dtype='bfloat16'), **kw)
     return f32, bf16
 
 
@@ -54,10 +53,6 @@ def test_bf16_close_to_fp32(pair):
     live = f32.losses > 0
     np.testing.assert_allclose(bf.losses[live], f32.losses[live], rtol=LOSS_RTOL)
     np.testing.assert_array_equal(bf.dead, f32.dead)
-
-
-def test_float32_default_unchanged():
-    assert preset('seed').dtype == 'float32'
 
 
 def test_bad_dtype():

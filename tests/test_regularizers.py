@@ -11,7 +11,8 @@ import pytest
 
 from jaxvis import image_ops
 from jaxvis import regularizers as R
-from jaxvis.config import FilterConfig
+from jaxvis.errors import JaxvisError
+from jaxvis.visualize.presets import pixel_regularizer
 
 
 def rand(shape, seed=0, lo=-1.0, hi=1.0):
@@ -136,15 +137,15 @@ def test_chain_decay_then_clip_equals_the_explicit_composition():
 
 
 def test_filter_config_chains_in_the_documented_order():
-    # decay, blur, value clip, norm clip, contribution clip (FilterConfig docstring, step 4)
+    # decay, blur, value clip, norm clip, contribution clip (pixel_regularizer's docstring)
     x = rand((8, 8, 3), seed=9, lo=-10, hi=10)
     g = rand((8, 8, 3), seed=10)
-    cfg = FilterConfig(decay=0.1, blur_sigma=0.8, value_pct=5.0, norm_pct=30.0, contrib_pct=20.0)
+    reg = pixel_regularizer(decay=0.1, blur_sigma=0.8, value_pct=5.0, norm_pct=30.0, contrib_pct=20.0)
     want = x
     for r in (R.decay(0.1), R.gaussian_blur(0.8), R.clip_small_value(5.0), R.clip_small_norm(30.0),
               R.clip_small_contribution(20.0)):
         want = apply(r, want, g)
-    np.testing.assert_allclose(apply(cfg.build_regularizer(), x, g), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(apply(reg, x, g), want, rtol=1e-6, atol=1e-6)
     # blur after the norm clip would differ
     other = apply(R.chain(R.decay(0.1), R.clip_small_norm(30.0), R.gaussian_blur(0.8)), x, g)
     assert np.abs(other - want).max() > 0.1
@@ -168,10 +169,26 @@ def ref_box(x):
 
 
 def test_jacobgil_preset_regularizer_is_the_331_average():
-    from jaxvis.config import preset
+    from jaxvis.visualize import preset
     x = rand((6, 6, 3), seed=12, lo=-100, hi=100)
     want = apply(R.average((3.0, R.box_blur(3)), (3.0, R.decay(0.2)), (1.0, R.clip_small_value(1.0))), x)
-    np.testing.assert_allclose(apply(preset('jacobgil').build_regularizer(), x), want, rtol=1e-6)
+    np.testing.assert_allclose(apply(preset('jacobgil').regularizer, x), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda: R.decay(1.0), 'decay'), (lambda: R.decay(-0.1), 'decay'), (lambda: R.gaussian_blur(0.0), 'sigma'),
+    (lambda: R.gaussian_blur(1.0, every=0), 'every'), (lambda: R.box_blur(0), 'box blur size'),
+    (lambda: R.clip_small_norm(100.0), 'norm percentile'), (lambda: R.clip_small_value(-1.0), 'value percentile'),
+    (lambda: R.clip_small_contribution(float('nan')), 'contribution percentile'),
+])
+def test_factories_refuse_out_of_range_options(make, match):
+    with pytest.raises(JaxvisError, match=match):
+        make()
+
+
+def test_factories_are_cached_so_configs_compare_equal():
+    assert R.decay(0.2) is R.decay(0.2) and R.chain(R.decay(0.2)) is R.chain(R.decay(0.2))
+    assert R.chain() is R.identity() and R.chain(R.identity(), R.decay(0.1)) is R.chain(R.decay(0.1))
 
 
 # ------------------------------------------------------------------ jit and vmap (dm_pix style)

@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis import schedule
-from jaxvis.config import preset
 from jaxvis.errors import JaxvisError
-from jaxvis.filters import visualize_filters
+from jaxvis.models import get_model
+from jaxvis.visualize import preset, schedule, visualize_filters
 
 
 def fake_problem(dead: set[int]):
@@ -83,10 +82,10 @@ def params_with_dead(tiny_params):
 
 
 def test_engine_drop_dead_matches_full_run(params_with_dead):
-    kw = dict(model='tiny', size=32, steps=4, key=jax.random.key(0), batch_size=2, snapshot_every=2,
-              conv='direct')
-    full = visualize_filters(params_with_dead, 'block2_conv1', range(6), **kw)
-    fast = visualize_filters(params_with_dead, 'block2_conv1', range(6), drop_dead=True, **kw)
+    kw = dict(model=get_model('tiny', conv='direct'), size=32, key=jax.random.key(0), batch_size=2,
+              snapshot_every=2)
+    full = visualize_filters(params_with_dead, 'block2_conv1', range(6), preset('seed', steps=4), **kw)
+    fast = visualize_filters(params_with_dead, 'block2_conv1', range(6), preset('seed', steps=4), drop_dead=True, **kw)
     assert list(np.flatnonzero(full.dead)) == [1, 4] == list(np.flatnonzero(fast.dead))
     for name, axis in (('images', 0), ('losses', 0), ('history', 1), ('snapshots', 1)):  # axis: filters
         a, b = getattr(full, name), getattr(fast, name)
@@ -97,8 +96,8 @@ def test_engine_drop_dead_matches_full_run(params_with_dead):
 
 def test_engine_drop_dead_refuses_moving_configs(params_with_dead):
     with pytest.raises(JaxvisError, match='drop_dead'):
-        visualize_filters(params_with_dead, 'block2_conv1', [0, 1], model='tiny', size=32, steps=2,
-                          preset='seed', jitter=2, drop_dead=True)
+        visualize_filters(params_with_dead, 'block2_conv1', [0, 1], preset('seed', steps=2, jitter=2), model='tiny',
+                          size=32, drop_dead=True)
 
 
 def test_partial_chunks_pad_to_a_multiple_not_to_the_batch():

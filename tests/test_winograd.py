@@ -4,12 +4,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis import tuning
-from jaxvis.config import FilterConfig
+from jaxvis.backend import conv_plan as tuning_plan
+from jaxvis.backend import xla as tuning
 from jaxvis.errors import JaxvisError
-from jaxvis.filters import visualize_filters
-from jaxvis.models import VGG16_BLOCKS, TinyVGG, layer_table
+from jaxvis.models import VGG16_BLOCKS, TinyVGG, get_model
+from jaxvis.models.vgg import _convs
 from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_winograd
+from jaxvis.visualize import preset, visualize_filters
 
 # Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
 TOL = {2: 1e-5, 4: 1e-4}
@@ -103,31 +104,31 @@ def test_vgg_module_with_plan_matches_direct():
     assert rel_err(b, np.asarray(a, np.float64)) < 1e-4
 
 
-VGG16_LAYERS = layer_table(VGG16_BLOCKS)
+def plan_of(upto, size, batch, mode, dtype='float32', backend='cpu'):
+    return tuning_plan.conv_plan(_convs(VGG16_BLOCKS, size, upto), size, batch, mode, dtype, backend=backend)
 
 
 def test_conv_plan_auto_on_cpu_vgg16():
-    plan = dict(tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', backend='cpu'))
+    plan = dict(plan_of('block5_conv1', 128, 16, 'auto'))
     # 64-channel inputs stay direct; 8x8 at batch 16 has too few tiles for either Winograd.
     assert plan == {'block2_conv2': 'winograd4', 'block3_conv1': 'winograd4', 'block3_conv2': 'winograd4',
                     'block3_conv3': 'winograd4', 'block4_conv1': 'winograd2', 'block4_conv2': 'winograd2',
                     'block4_conv3': 'winograd2'}
-    big = dict(tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 32, 'auto', backend='cpu'))
+    big = dict(plan_of('block5_conv1', 128, 32, 'auto'))
     assert big['block4_conv1'] == 'winograd4' and 'block5_conv1' not in big
-    assert tuning.conv_plan(VGG16_LAYERS, 'block1_conv2', 128, 32, 'auto', backend='cpu') == ()
+    assert plan_of('block1_conv2', 128, 32, 'auto') == ()
     # one image per call: only block2_conv2 (64x64, 128 channels in) has the 1024 tiles F2 needs
-    assert tuning.conv_plan(VGG16_LAYERS, 'block3_conv1', 128, 1, 'auto', backend='cpu') == (
-        ('block2_conv2', 'winograd2'),)
+    assert plan_of('block3_conv1', 128, 1, 'auto') == (('block2_conv2', 'winograd2'),)
 
 
 def test_conv_plan_modes():
-    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', backend='gpu') == ()
-    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'auto', 'bfloat16', backend='cpu') == ()
-    assert tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'direct', backend='cpu') == ()
-    forced = tuning.conv_plan(VGG16_LAYERS, 'block2_conv1', 128, 1, 'winograd2', backend='gpu')
+    assert plan_of('block5_conv1', 128, 16, 'auto', backend='gpu') == ()
+    assert plan_of('block5_conv1', 128, 16, 'auto', 'bfloat16') == ()
+    assert plan_of('block5_conv1', 128, 16, 'direct') == ()
+    forced = plan_of('block2_conv1', 128, 1, 'winograd2', backend='gpu')
     assert forced == (('block1_conv1', 'winograd2'), ('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd2'))
     with pytest.raises(ValueError):
-        tuning.conv_plan(VGG16_LAYERS, 'block5_conv1', 128, 16, 'fft')
+        plan_of('block5_conv1', 128, 16, 'fft')
 
 
 def test_compiler_options(monkeypatch):
@@ -145,16 +146,18 @@ def test_compiler_options(monkeypatch):
     assert tuning.compiler_options('cpu') is None
 
 
-def test_config_rejects_unknown_conv():
+def test_model_rejects_unknown_conv():
     with pytest.raises(JaxvisError, match='conv'):
-        FilterConfig(conv='fft')
+        get_model('vgg16', conv='fft')
 
 
 def test_engine_winograd_close_to_direct(tiny_params):
-    kw = dict(model='tiny', size=32, steps=4, key=jax.random.key(3))
-    a = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='direct', **kw)
-    b = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='winograd4', **kw)
+    kw = dict(size=32, key=jax.random.key(3))
+    cfg = preset('seed', steps=4)
+    a = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='direct'), **kw)
+    b = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'), **kw)
     np.testing.assert_allclose(b.history, a.history, rtol=1e-3, atol=1e-4)
     assert np.max(np.abs(b.images - a.images)) < 0.05  # on 0..255 pixels
-    again = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], conv='winograd4', **kw)
+    again = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'),
+                              **kw)
     np.testing.assert_array_equal(again.images, b.images)  # same call, same bytes

@@ -1,41 +1,52 @@
-"""Pieces shared by the subcommands: model/weights options, loading params, atomic writes."""
+"""Pieces shared by the subcommands: the model/weights options, loading params, the compile cache."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import tempfile
-from contextlib import contextmanager
 
+from jaxvis.edge import weights as W
+from jaxvis.edge.locations import OFFICIAL, cache_dir
 from jaxvis.errors import JaxvisError
 from jaxvis.models import available_models, get_model, load_keras_h5
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--model', default='vgg16', choices=available_models(),
-                        help='network to look into (default: vgg16)')
+def add_model_args(parser: argparse.ArgumentParser, *, conv: bool = False) -> None:
+    parser.add_argument('--model', default='vgg16', metavar='NAME',
+                        help=f'network to look into: {", ".join(available_models())} (default: vgg16)')
     parser.add_argument('--weights', default=None, metavar='PATH',
                         help='Keras .h5 weights; default: found or fetched by `jaxvis weights` rules')
+    if conv:
+        from jaxvis.backend.conv_plan import CONV_MODES
+        parser.add_argument('--conv', default='auto', choices=CONV_MODES,
+                            help="VGG's convolution algorithms (default 'auto': Winograd for the layers where it "
+                                 "was measured faster on CPU, XLA's own on GPU/TPU; 'direct': XLA's own everywhere)")
 
 
-def load_params(args: argparse.Namespace, *, quiet: bool = False):
-    """Resolve and load the weights named by ``--model/--weights``.
+def model_of(args: argparse.Namespace):
+    """The model named by ``--model`` (and ``--conv``), checked; no weights are read."""
+    options = {'conv': args.conv} if getattr(args, 'conv', None) not in (None, 'auto') else {}
+    return get_model(args.model, **options)
 
-    Returns ``(spec, params, info)``; ``info`` is the weights' name, source, path and sha256,
-    for manifests. Says on stderr which weights are in use.
+
+def load_params(args: argparse.Namespace, model, *, quiet: bool = False):
+    """Resolve and load the weights for ``model`` named by ``--weights`` (or the usual places).
+
+    Returns ``(params, info)``; ``info`` is the weights' name, source, path and sha256, for manifests.
+    Says on stderr which weights are in use.
     """
-    from jaxvis import weights as W
-
-    spec = get_model(args.model)
-    if spec.name == 'tiny':
-        raise JaxvisError('the tiny model is for tests and has no weights file')
-    path = W.resolve(spec.name, args.weights, progress=not quiet)
-    params = load_keras_h5(path, model=spec.name)
+    if model.name in OFFICIAL:
+        path = W.resolve(model.name, args.weights, progress=not quiet)
+    else:
+        path = args.weights or os.environ.get('JAXVIS_WEIGHTS')
+        if not path:
+            raise JaxvisError(f'model {model.name!r} has no weights file jaxvis knows: pass --weights PATH')
+    params = load_keras_h5(path, model=model.name)
     info = W.describe(path)
     if not quiet:
         sys.stderr.write(f'jaxvis: weights {info["name"]} ({info["source"]}, sha256 {info["sha256"][:12]}) '
                          f'from {info["path"]}\n')
-    return spec, params, info
+    return params, info
 
 
 def use_compile_cache() -> None:
@@ -45,8 +56,6 @@ def use_compile_cache() -> None:
     """
     import jax
 
-    from jaxvis.weights import cache_dir
-
     if os.environ.get('JAXVIS_COMPILE_CACHE', '1') == '0' or jax.config.jax_compilation_cache_dir:
         return
     path = cache_dir() / 'xla'
@@ -55,32 +64,3 @@ def use_compile_cache() -> None:
     except OSError:
         return
     jax.config.update('jax_compilation_cache_dir', str(path))
-
-
-def ensure_out_dir(path: str) -> str:
-    """Create ``path`` if needed and check it is writable; one clear JaxvisError otherwise."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise JaxvisError(f'cannot create output folder {path}: {e.strerror}') from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise JaxvisError(f'output folder {path} is not writable')
-    return path
-
-
-@contextmanager
-def atomic_path(final: str):
-    """Yield a temporary path next to ``final``; move it over ``final`` only if the block succeeds.
-
-    A crash or Ctrl-C inside the block leaves no partial ``final`` behind.
-    """
-    folder = os.path.dirname(os.path.abspath(final))
-    suffix = os.path.splitext(final)[1]
-    fd, tmp = tempfile.mkstemp(prefix='.jaxvis-', suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

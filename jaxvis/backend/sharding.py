@@ -1,6 +1,6 @@
 """The filter axis spread over devices: a 1-D mesh named 'filters', batches padded to its size.
 
-Each filter's image depends only on its own key and index (see :mod:`jaxvis.filters`), so a batch of
+Each filter's image depends only on its own key and index (see :mod:`jaxvis.visualize.start`), so a batch of
 filters splits over devices with no communication: :func:`shard_batched` runs the ``vmap``-ed step under
 ``shard_map`` on each device's slice. On XLA:CPU the results match the single-device run up to the
 convolutions' batch-shape rounding (about 1 ulp per step; tests/test_sharding.py states the tolerance).
@@ -16,8 +16,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxvis import tuning
+from jaxvis.backend import xla
 from jaxvis.errors import JaxvisError
+from jaxvis.util import ceil_div
 
 AXIS = 'filters'
 Devices = None | str | Sequence[jax.Device]
@@ -50,7 +51,7 @@ def filter_mesh(devices: Devices = None) -> Mesh | None:
 def padded_size(n: int, mesh: Mesh | None) -> int:
     """``n`` rounded up to a multiple of the mesh size (``n`` itself without a mesh)."""
     k = 1 if mesh is None else mesh.size
-    return -(-n // k) * k
+    return ceil_div(n, k) * k
 
 
 def shard(tree, mesh: Mesh | None):
@@ -75,7 +76,7 @@ def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None
     """
     batched = jax.vmap(fn, in_axes=tuple(in_axes))
     platform = (jax.local_devices() if mesh is None else mesh.devices.flat)[0].platform
-    jit = functools.partial(jax.jit, compiler_options=tuning.compiler_options(platform))
+    jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform))
     if mesh is None:
         return jit(batched)
     specs = tuple(P() if a is None else P(AXIS) for a in in_axes)

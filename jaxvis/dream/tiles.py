@@ -7,7 +7,8 @@ pass at a time, compiled once per tile shape), and only the activations over its
 to the activations the whole image has. So:
 
 * the objective is a sum over tiles of per-tile sums, divided by the whole image's activation count;
-* with ``margin`` at least the layer's receptive-field radius r (:func:`receptive_radius`), the
+* with ``margin`` at least the layer's receptive-field radius r
+  (:func:`jaxvis.models.probe.receptive_radius`), the
   gradient equals the untiled one except within 2r of the image border: activations within r of it
   differ, because a tile sees zero padding of the *input* there instead of the network's per-layer
   zero padding (tested to 1e-5 on the tiny VGG);
@@ -20,17 +21,28 @@ An axis no longer than ``tile_size`` is not tiled at all and is exact. Memory: o
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxvis import tuning
+from jaxvis.backend import xla
 from jaxvis.errors import JaxvisError
+from jaxvis.objectives import term_values
+from jaxvis.util import ceil_div
 
-OBJECTIVES = ('mean_square', 'mean')
+
+class LayerTerm(NamedTuple):
+    """One term of the objective as the tiles need it: ``weight * mean(fn(a))`` over ``layer``'s
+    activations ``a`` whose whole-image position is at least ``crop`` from the border; ``stride`` is
+    the layer's input pixels per activation."""
+
+    layer: str
+    weight: float
+    fn: str
+    crop: int
+    stride: int
 
 
 class AxisTiles(NamedTuple):
@@ -56,31 +68,9 @@ def plan_axis(size: int, tile_size: int | None, margin: int, stride: int) -> Axi
     unit = (tile_size // stride) * stride
     if unit < stride:
         raise JaxvisError(f'tile size {tile_size} is smaller than the stride of the layer ({stride} pixels)')
-    n = _ceil_div(size, unit)
-    core = _ceil_div(_ceil_div(size, n), stride) * stride
-    return AxisTiles(n, core, _ceil_div(max(0, margin), stride) * stride)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def receptive_radius(layer_rows: Sequence[tuple[str, str, int, int]], name: str) -> int:
-    """Half the receptive field (pixels) of ``name`` in a VGG-style table of 3x3 convs and 2x2 pools.
-
-    ``layer_rows``: ``ModelSpec.layers``. block3_conv3 sees 40 pixels (radius 20), block4_conv3 92 (46),
-    block5_conv3 196 (98).
-    """
-    field, jump = 1, 1
-    for row_name, kind, _, _ in layer_rows:
-        if kind == 'conv':
-            field += 2 * jump
-        else:
-            field += jump
-            jump *= 2
-        if row_name == name:
-            return math.ceil((field - 1) / 2)
-    raise JaxvisError(f'unknown layer {name!r}')
+    n = ceil_div(size, unit)
+    core = ceil_div(ceil_div(size, n), stride) * stride
+    return AxisTiles(n, core, ceil_div(max(0, margin), stride) * stride)
 
 
 def pad_for_tiles(x: jax.Array, tiles: tuple[AxisTiles, AxisTiles]) -> jax.Array:
@@ -98,8 +88,7 @@ def crop_tiles(xp: jax.Array, tiles: tuple[AxisTiles, AxisTiles], shape: tuple[i
 
 
 def tile_value_and_grad(apply_fn: Callable, params, xp: jax.Array, iy, ix, h: int, w: int, *,
-                        layers: Sequence[tuple[str, float, int]], objective: str,
-                        tiles: tuple[AxisTiles, AxisTiles]) -> tuple[jax.Array, jax.Array]:
+                        terms: Sequence[LayerTerm], tiles: tuple[AxisTiles, AxisTiles]) -> tuple[jax.Array, jax.Array]:
     """One tile's share of the objective and its gradient with respect to the tile's window.
 
     Args:
@@ -107,9 +96,8 @@ def tile_value_and_grad(apply_fn: Callable, params, xp: jax.Array, iy, ix, h: in
       xp: the padded image (:func:`pad_for_tiles`) in the model's input space.
       iy, ix: the tile's row and column (int scalars, may be traced).
       h, w: the unpadded image size (Python ints).
-      layers: ``(name, weight, stride)`` per layer; the objective is ``sum(weight * mean(act**2))``
-        ('mean_square') or ``sum(weight * mean(act))`` ('mean'), the mean taken over the
-        activations of the whole image, so the tiles' values add up to it.
+      terms: the objective ``sum(weight * mean(fn(act)))``, each mean taken over the activations of the
+        whole image (less ``crop`` at its borders), so the tiles' values add up to it.
 
     Returns ``(value, grad)``: float32 scalar and ``[window_h, window_w, C]`` at ``(iy*core_y, ix*core_x)``.
     """
@@ -120,14 +108,19 @@ def tile_value_and_grad(apply_fn: Callable, params, xp: jax.Array, iy, ix, h: in
     def value(win):
         acts = apply_fn(params, win[None])
         total = jnp.zeros((), jnp.float32)
-        for name, weight, s in layers:
+        for name, weight, fn, crop, s in terms:
             a = acts[name][0]
             a = a[ty.margin // s:(ty.margin + ty.core) // s, tx.margin // s:(tx.margin + tx.core) // s]
             gy = iy * (ty.core // s) + jnp.arange(a.shape[0])
             gx = ix * (tx.core // s) + jnp.arange(a.shape[1])
-            mask = ((gy < h // s)[:, None] & (gx < w // s)[None, :])[..., None]
-            v = a * a if objective == 'mean_square' else a
-            total = total + weight * jnp.sum(jnp.where(mask, v, 0.0)) / ((h // s) * (w // s) * a.shape[-1])
+            if crop:
+                mask = (((gy >= crop) & (gy < h // s - crop))[:, None]
+                        & ((gx >= crop) & (gx < w // s - crop))[None, :])[..., None]
+                count = (h // s - 2 * crop) * (w // s - 2 * crop) * a.shape[-1]
+            else:
+                mask = ((gy < h // s)[:, None] & (gx < w // s)[None, :])[..., None]
+                count = (h // s) * (w // s) * a.shape[-1]
+            total = total + weight * jnp.sum(jnp.where(mask, term_values(a, fn), 0.0)) / count
         return total
 
     return jax.value_and_grad(value)(win)
@@ -140,8 +133,7 @@ def add_tile(gp: jax.Array, g_tile: jax.Array, iy, ix, tiles: tuple[AxisTiles, A
     return lax.dynamic_update_slice(gp, lax.dynamic_slice(gp, at, g_tile.shape) + g_tile, at)
 
 
-def tiled_value_and_grad(apply_fn: Callable, params, x: jax.Array, *,
-                         layers: Sequence[tuple[str, float, int]], objective: str,
+def tiled_value_and_grad(apply_fn: Callable, params, x: jax.Array, *, terms: Sequence[LayerTerm],
                          tiles: tuple[AxisTiles, AxisTiles]) -> tuple[jax.Array, jax.Array]:
     """Objective and gradient over ``x`` ``[H, W, 3]`` (model input space), one tile at a time.
 
@@ -158,7 +150,7 @@ def tiled_value_and_grad(apply_fn: Callable, params, x: jax.Array, *,
     for iy in range(tiles[0].n):
         for ix in range(tiles[1].n):
             gp, total = _tile_step()(apply_fn, params, xp, gp, jnp.int32(iy), jnp.int32(ix), total, h=h, w=w,
-                                     layers=tuple(layers), objective=objective, tiles=tiles)
+                                     terms=tuple(terms), tiles=tiles)
     return total, _crop(gp, tiles, (h, w))
 
 
@@ -169,11 +161,9 @@ _crop = jax.jit(crop_tiles, static_argnums=(1, 2))
 @functools.cache
 def _tile_step() -> Callable:
     """The jitted per-tile step, built on first use (so that importing jaxvis starts no JAX backend),
-    with :func:`jaxvis.tuning.compiler_options` (Eigen convolutions on CPU)."""
-    def step(apply_fn, params, xp, gp, iy, ix, total, *, h, w, layers, objective, tiles):
-        v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, layers=layers, objective=objective,
-                                   tiles=tiles)
+    with :func:`jaxvis.backend.xla.compiler_options` (Eigen convolutions on CPU)."""
+    def step(apply_fn, params, xp, gp, iy, ix, total, *, h, w, terms, tiles):
+        v, g = tile_value_and_grad(apply_fn, params, xp, iy, ix, h, w, terms=terms, tiles=tiles)
         return add_tile(gp, g, iy, ix, tiles), total + v
 
-    return jax.jit(step, static_argnames=('apply_fn', 'h', 'w', 'layers', 'objective', 'tiles'),
-                   donate_argnames=('gp',), compiler_options=tuning.compiler_options())
+    return xla.jit(step, static_argnames=('apply_fn', 'h', 'w', 'terms', 'tiles'), donate_argnames=('gp',))

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.config import FilterConfig
+from jaxvis import optim
+from jaxvis import regularizers as R
+from jaxvis import transforms as T
+from jaxvis.util import ceil_div
+from jaxvis.visualize.config import FilterConfig
 
 
 class Chunked(NamedTuple):
@@ -33,9 +38,10 @@ class Chunked(NamedTuple):
 
 def can_drop_dead(cfg: FilterConfig) -> bool:
     """Whether an image with zero gradient is a fixed point of ``cfg``'s step: plain (optionally normalized)
-    ascent on pixels, with no transform, jitter, regularizer, optimizer or redirected ReLU."""
-    return (cfg.param is None and cfg.transform is None and cfg.jitter == 0 and cfg.optimizer is None
-            and cfg.redirect_relu_steps == 0 and cfg.build_regularizer().name == 'identity')
+    ascent (:func:`jaxvis.optim.ascent`) on model-input pixels, with no transform, jitter, regularizer
+    or redirected ReLU."""
+    return (cfg.param.space == 'input' and cfg.transform is T.identity() and optim.is_plain(cfg.optimizer)
+            and cfg.redirect_relu_steps == 0 and cfg.regularizer is R.identity())
 
 
 def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int, bs: int, steps: int,
@@ -55,8 +61,8 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
     for pos, real in _chunks(np.arange(n), bs, round_to):
         state = begin(pos)
         x0 = np.asarray(to_x(state[0]))[:real] if drop_dead else None
-        xm, hist, snaps = _advance(step, state, range(first), snap_steps, to_x, progress, real,
-                                   end=None if drop_dead else steps)
+        xm, hist, snaps = advance(step, state, range(first), snap_steps, to_x, progress, real,
+                                  end=None if drop_dead else steps)
         final = None if drop_dead else np.asarray(score(xm, state[2]))[:real]
         parts.append((np.asarray(xm)[:real], hist, snaps, final, x0))
     x, hist, snaps = (np.concatenate([p[i] for p in parts], axis=min(i, 1)) for i in range(3))
@@ -76,7 +82,7 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
         snapshots[:early] = snaps
     for pos, real in _chunks(np.flatnonzero(~dead), bs, round_to):
         state = begin(pos, x=x[pos])
-        xm, hist, snaps = _advance(step, state, range(first, steps), snap_steps, to_x, progress, real, end=steps)
+        xm, hist, snaps = advance(step, state, range(first, steps), snap_steps, to_x, progress, real, end=steps)
         done = pos[:real]
         x[done], history[first:, done] = np.asarray(xm)[:real], hist
         losses[done] = np.asarray(score(xm, state[2]))[:real]
@@ -90,12 +96,14 @@ def _chunks(pos: np.ndarray, bs: int, round_to: int):
     a chunk is padded to ``bs`` or to the next multiple of ``round_to``, whichever is smaller."""
     for lo in range(0, len(pos), bs):
         chunk = pos[lo:lo + bs]
-        size = min(bs, -(-len(chunk) // round_to) * round_to)
+        size = min(bs, ceil_div(len(chunk), round_to) * round_to)
         yield np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))]), len(chunk)
 
 
-def _advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: int | None):
-    """Run steps ``ts`` of one chunk. Snapshots are taken before each step in ``snap_steps`` and, if
+def advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: int | None):
+    """The ascent loop: run steps ``ts`` of one chunk (a Python loop over one jitted step, measured faster
+    than ``lax.fori_loop`` on XLA:CPU). ``state = (x, opt_state, f, keys)``; ``step(x, opt_state, f, keys,
+    t) -> (x, opt_state, loss [B])``. Snapshots are taken before each step in ``snap_steps`` and, if
     ``end`` is in ``snap_steps``, after the last. Returns (final model input ``to_x(x)`` on device,
     history [len(ts), real], snapshots [S, real, H, W, 3])."""
     x, opt_state, f, keys = state
@@ -112,5 +120,8 @@ def _advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end:
     if end is not None and end in snap_steps:
         snaps.append(xm)
     history = np.asarray(jnp.stack(hist))[:, :real] if hist else np.zeros((0, real), np.float32)
-    shots = np.asarray(jnp.stack(snaps))[:, :real] if snaps else np.zeros((0, real) + xm.shape[1:], np.float32)
+    if snaps:
+        shots = np.asarray(jnp.stack(snaps))[:, :real]
+    else:
+        shots = np.zeros((0, real) + np.shape(jax.tree_util.tree_leaves(xm)[0])[1:], np.float32)
     return xm, history, shots

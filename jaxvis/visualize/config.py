@@ -1,0 +1,71 @@
+"""How one filter image is optimized: a frozen dataclass of composed pieces.
+
+Each step (``t`` = 0, 1, ...), for the image's params ``p``:
+
+1. ``img = param.to_image(p)``; the model input is ``transform(key_t, img)`` when the param lives in the
+   model's input space (``param.space == 'input'``, the seeds' pixels), else
+   ``preprocess(255 * transform(key_t, img))`` (RGB in [0, 1], Lucid's params);
+2. ``loss, g = value_and_grad(objective)`` of that input (gradients flow back through the transform);
+3. ``updates = optimizer.update(-g)``, ``p = p + updates`` (any optax transformation; jaxvis maximizes,
+   so the optimizer sees the gradient of ``-objective``; :mod:`jaxvis.optim` has the seeds' rules);
+4. ``p = regularizer.apply(p, g, t)`` (only for params in the model's input space).
+
+``key_t = fold_in(filter_key, t + 1)``; the start is ``param.init(fold_in(filter_key, 0), (H, W, 3))``.
+With ``redirect_relu_steps = k`` the ReLUs pass Lucid's redirected gradient for the first ``k`` steps.
+``dtype='bfloat16'`` runs the network in bf16 (params, image and update stay float32).
+
+Every piece comes from a cached factory, so two configs built from the same preset and options are
+equal (and hash equal), and the engine reuses their compiled steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import optax
+
+from jaxvis import objectives as O
+from jaxvis import optim
+from jaxvis import param as P
+from jaxvis import regularizers as R
+from jaxvis import transforms as T
+from jaxvis.errors import JaxvisError
+from jaxvis.models.forward import DTYPES
+from jaxvis.util import check_choice, check_int
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterConfig:
+    """See the module docstring. Presets (:func:`jaxvis.visualize.presets.preset`) build these."""
+
+    steps: int = 20
+    param: P.Param = dataclasses.field(default_factory=P.pixels)
+    optimizer: optax.GradientTransformation = dataclasses.field(default_factory=optim.ascent)
+    regularizer: R.Regularizer = dataclasses.field(default_factory=R.identity)
+    transform: T.Transform = dataclasses.field(default_factory=T.identity)
+    objective: Callable[[str], Any] = O.channel   # layer -> Objective; f is the filter
+    redirect_relu_steps: int = 0
+    dtype: str = 'float32'
+    name: str = 'custom'               # the preset it came from, for manifests
+
+    def __post_init__(self):
+        check_int('steps', self.steps, low=1)
+        check_int('redirect_relu_steps', self.redirect_relu_steps, low=0)
+        check_choice('dtype', self.dtype, DTYPES)
+        if self.param.space not in ('input', 'rgb01'):
+            raise JaxvisError(f"param.space must be 'input' or 'rgb01', got {self.param.space!r}")
+        if self.param.space != 'input' and self.regularizer is not R.identity():
+            raise JaxvisError('regularizers act on model-input pixels: they cannot be combined with '
+                              f'the param {self.param.name}')
+
+    @property
+    def redirect(self) -> bool:
+        return self.redirect_relu_steps > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly description (for manifests)."""
+        return {'preset': self.name, 'steps': self.steps, 'param': self.param.name,
+                'optimizer': optim.describe(self.optimizer), 'regularizer': self.regularizer.name,
+                'transform': getattr(self.transform, '__name__', repr(self.transform)),
+                'objective': getattr(self.objective, '__name__', repr(self.objective)),
+                'redirect_relu_steps': self.redirect_relu_steps, 'dtype': self.dtype}

@@ -1,0 +1,221 @@
+"""The filter-visualization engine: many filters optimized in parallel by one pure jitted step.
+
+Each filter's image is a function of (key, layer, filter index, config) alone (:mod:`.start`). The
+steps run as a Python loop over one jitted, ``vmap``-ed step (:mod:`.step`, :mod:`.schedule`), in
+chunks of filters, spread over the local devices (:mod:`jaxvis.backend.sharding`).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis.backend import sharding, xla
+from jaxvis.errors import JaxvisError
+from jaxvis.models import probe
+from jaxvis.models.forward import params_up_to
+from jaxvis.models.protocol import Model, get_model
+from jaxvis.util import check_int
+from jaxvis.visualize import schedule
+from jaxvis.visualize.config import FilterConfig
+from jaxvis.visualize.presets import preset
+from jaxvis.visualize.start import filter_keys, from_model_input, start_point, to_model_input
+from jaxvis.visualize.step import batched, make_score, make_step
+
+MAX_BATCH = 32  # filters per compiled call when no batch_size is given
+
+
+class FilterResult(NamedTuple):
+    """What :func:`visualize_filters` returns (numpy arrays on the host).
+
+    images:    [N, H, W, 3] float32, RGB nominally 0..255 (the optimized inputs, de-processed, not clipped)
+    losses:    [N] float32, the objective of each final image
+    history:   [steps, N] float32, the objective at each step, before that step's update
+    dead:      [N] bool, final objective <= 0 (its gradient is 0: the image cannot move; seed 003 drops these)
+    filters:   [N] int, the filter indices, in the order asked
+    snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
+    snapshot_steps: tuple of the S step counts
+    config:    the FilterConfig used
+    """
+
+    images: np.ndarray
+    losses: np.ndarray
+    history: np.ndarray
+    dead: np.ndarray
+    filters: np.ndarray
+    snapshots: np.ndarray | None
+    snapshot_steps: tuple[int, ...]
+    config: FilterConfig
+
+
+def parse_filters(filters, n_channels: int, layer: str) -> np.ndarray:
+    """Filter indices from an int, a sequence, a ``range``/``slice``, or 'all'; checked against the layer."""
+    if isinstance(filters, str) and filters == 'all':
+        idx = np.arange(n_channels)
+    elif isinstance(filters, slice):
+        if filters.stop is not None and filters.stop > n_channels:
+            raise JaxvisError(f'filter {filters.stop - 1} is out of range: {layer} has {n_channels} filters '
+                              f'(0..{n_channels - 1})')
+        idx = np.arange(n_channels)[filters]
+    else:
+        idx = np.atleast_1d(np.asarray(list(filters) if isinstance(filters, range) else filters))
+    if idx.size == 0:
+        raise JaxvisError('no filters selected')
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise JaxvisError(f'filter indices must be integers, got {idx.dtype}')
+    bad = idx[(idx < 0) | (idx >= n_channels)]
+    if bad.size:
+        raise JaxvisError(f'filter {int(bad[0])} is out of range: {layer} has {n_channels} filters (0..{n_channels - 1})')
+    return idx.astype(np.int64)
+
+
+def as_config(config: FilterConfig | str) -> FilterConfig:
+    """A FilterConfig, or a preset name resolved with its defaults."""
+    if isinstance(config, str):
+        return preset(config)
+    if not isinstance(config, FilterConfig):
+        raise JaxvisError(f'config must be a FilterConfig or a preset name, got {type(config).__name__}')
+    return config
+
+
+def check_request(model: Model, layer: str, filters, *, size: int, config: FilterConfig,
+                  batch_size: int | None = None, drop_dead: bool = False, snapshot_every: int | None = None,
+                  params=None) -> np.ndarray:
+    """Every check of :func:`visualize_filters` that needs no compute; returns the filter indices.
+
+    Raises JaxvisError: unknown layer, filter out of range, size too small, bad batch size or snapshot
+    interval, ``drop_dead`` with a config that can move a zero-gradient image.
+    """
+    check_int('size', size, low=1)
+    n_channels = probe.channels(model, probe.check_layer(model, layer, params), params)
+    probe.check_size(model, layer, size, params)
+    idx = parse_filters(filters, n_channels, layer)
+    if batch_size is not None:
+        check_int('batch_size', batch_size, low=1)
+    if snapshot_every is not None:
+        check_int('snapshot_every', snapshot_every, low=1)
+    if drop_dead and not schedule.can_drop_dead(config):
+        raise JaxvisError('drop_dead needs a step that cannot move a zero-gradient image: plain ascent on pixels '
+                          'with no jitter, transform, regularizer, optimizer or redirected ReLU')
+    return idx
+
+
+def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 'seed', *,
+                      model: str | Model = 'vgg16', size: int = 128, key: jax.Array | None = None,
+                      init=None, batch_size: int | None = None, snapshot_every: int | None = None,
+                      progress: Callable[[int], None] | None = None, devices=None,
+                      drop_dead: bool = False) -> FilterResult:
+    """Find, for each filter, the input that maximizes its objective, by gradient ascent.
+
+    Args:
+      params: the model's params (``{layer: {'kernel', 'bias'}}`` from :func:`jaxvis.load_keras_h5` for
+        VGG), or None for a model that carries its own (:func:`jaxvis.models.from_flax`).
+      layer: layer name, e.g. 'block5_conv1'.
+      filters: indices (int, sequence, range, slice or 'all').
+      config: a :class:`FilterConfig` or a preset name (:data:`jaxvis.PRESETS`; ``jaxvis.preset(name,
+        steps=..., decay=...)`` for options).
+      model: registry name or :class:`~jaxvis.models.Model`. size: image side in pixels.
+      key: ``jax.random`` key; None means ``jax.random.key(0)``.
+      init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
+      batch_size: filters per compiled batch (memory bound); None: all at once up to 32. A last partial
+        chunk is padded only to a multiple of 8 (per device).
+      snapshot_every: also return the images every k steps (to watch the filters form).
+      progress: called with the number of filter-steps just done, after every step (no printing here).
+      devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
+        along the filter axis and padded to a multiple of their number (see :mod:`jaxvis.backend.sharding`).
+      drop_dead: after the first step, optimize only the live filters (see :mod:`.schedule`): the dead
+        ones (objective and gradient exactly 0) get exactly the result all steps would give. Needs a
+        config whose step cannot move such an image (:func:`.schedule.can_drop_dead`).
+
+    Returns:
+      FilterResult (shapes in its docstring).
+
+    Raises:
+      JaxvisError: see :func:`check_request`; a bad ``init`` shape.
+    """
+    model = get_model(model)
+    cfg = as_config(config)
+    idx = check_request(model, layer, filters, size=size, config=cfg, batch_size=batch_size, drop_dead=drop_dead,
+                        snapshot_every=snapshot_every, params=params)
+    key = jax.random.key(0) if key is None else key
+    mesh = sharding.filter_mesh(devices)
+    p = sharding.replicate(params_up_to(model, params, layer), mesh)
+    n = len(idx)
+    bs = sharding.padded_size(min(n, batch_size or MAX_BATCH), mesh)
+
+    start = None
+    if init is not None:
+        start = np.asarray(init, np.float32)
+        if start.ndim == 3:
+            start = np.broadcast_to(start, (n,) + start.shape)
+        if start.shape != (n, size, size, 3):
+            raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
+        start = np.asarray(model.preprocess(start))
+
+    try:
+        compiled = _compiled(model, layer, cfg, mesh, size, bs)
+    except TypeError:  # a config holding an unhashable piece: compiled afresh each call
+        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs)
+    step, score, make_init, opt_init, to_x, from_x = compiled
+    snap_steps = snapshot_steps(cfg.steps, snapshot_every)
+
+    def begin(pos, x=None):
+        chunk = idx[pos]
+        f = sharding.shard(jnp.asarray(chunk, jnp.int32), mesh)
+        keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
+        if x is None:
+            x = make_init(keys) if start is None else from_x(jnp.asarray(start[pos]))
+        x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
+        return x, opt_init(x), f, keys
+
+    out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x, f), to_x, n, bs, cfg.steps,
+                       snap_steps, progress, drop_dead, round_to=8 * (1 if mesh is None else mesh.size))
+    losses = out.losses.astype(np.float32)
+    return FilterResult(
+        images=np.asarray(model.deprocess(out.x)).astype(np.float32),
+        losses=losses,
+        history=out.history.astype(np.float32),
+        dead=losses <= 0,
+        filters=idx,
+        snapshots=None if out.snapshots is None else np.asarray(model.deprocess(out.snapshots)),
+        snapshot_steps=tuple(sorted(snap_steps)),
+        config=cfg,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int):
+    """The jitted step, scorer, start maker, optimizer init and input maps for one configuration,
+    reused by every call with an equal one (configs from presets compare equal)."""
+    objective = cfg.objective(layer)
+    per_device = bs // (1 if mesh is None else mesh.size)
+    step = batched(make_step(model, layer, cfg, objective, size=size, batch=per_device), mesh)
+    score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
+    make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
+    opt_init = jax.jit(jax.vmap(cfg.optimizer.init))
+    if cfg.param.space == 'input':
+        to_x = from_x = lambda x: x
+    else:
+        to_x, from_x = jax.jit(jax.vmap(to_model_input(model, cfg))), jax.jit(jax.vmap(from_model_input(model, cfg)))
+    return step, score, make_init, opt_init, to_x, from_x
+
+
+def snapshot_steps(steps: int, every: int | None) -> set[int]:
+    """Steps 0, every, 2 * every, ... and ``steps`` itself (an empty set for None)."""
+    if not every:
+        return set()
+    return set(range(0, steps, every)) | {steps}
+
+
+def best_order(result: FilterResult, n: int | None = None) -> np.ndarray:
+    """Positions into ``result`` of the best ``n`` live filters by final objective, best first."""
+    live = np.flatnonzero(~result.dead)
+    order = live[np.argsort(-result.losses[live], kind='stable')]
+    return order if n is None else order[:n]
+
+
+def filters_of(result: FilterResult, order: Sequence[int]) -> list[int]:
+    return [int(result.filters[i]) for i in order]

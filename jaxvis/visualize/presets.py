@@ -1,0 +1,151 @@
+"""Named recipes: plain functions from options to a :class:`~jaxvis.visualize.config.FilterConfig`.
+
+Pixel recipes (the seeds', Yosinski's) are built by :func:`pixel_recipe` from a few numbers (step size,
+decay, blur, clips, jitter, start noise); Lucid's by :func:`lucid`. :func:`preset` takes a name and
+options; an option a recipe does not have is refused in one line, and any piece (``optimizer=``,
+``regularizer=``, ``transform=``, ``param=``, ``objective=``) can be replaced whole.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from jaxvis import optim
+from jaxvis import param as P
+from jaxvis import regularizers as R
+from jaxvis import transforms as T
+from jaxvis.errors import JaxvisError
+from jaxvis.util import check_choice, check_float, check_int
+from jaxvis.visualize.config import FilterConfig
+
+PIECES = ('steps', 'param', 'optimizer', 'regularizer', 'transform', 'objective', 'redirect_relu_steps', 'dtype')
+PIXEL_KNOBS = dict(step_size=1.0, normalize='rms', lr_policy='constant', max_lr=100.0, desired_progress=2.0,
+                   decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, value_pct=0.0, norm_pct=0.0,
+                   contrib_pct=0.0, jitter=0, init_offset=118.0, init_scale=20.0, init_dist='uniform')
+REGULARIZER_KNOBS = ('decay', 'blur_sigma', 'blur_every', 'blur_box', 'value_pct', 'norm_pct', 'contrib_pct')
+
+
+def pixel_regularizer(*, decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, value_pct=0.0, norm_pct=0.0,
+                      contrib_pct=0.0) -> R.Regularizer:
+    """Yosinski et al.'s regularizers, in this order: decay, blur (a box of ``blur_box`` or a Gaussian of
+    ``blur_sigma`` every ``blur_every`` steps), small-value, small-norm and small-contribution clips."""
+    regs = []
+    if decay:
+        regs.append(R.decay(decay))
+    if blur_box:
+        regs.append(R.box_blur(blur_box, blur_every))
+    elif blur_sigma:
+        regs.append(R.gaussian_blur(blur_sigma, blur_every))
+    if value_pct:
+        regs.append(R.clip_small_value(value_pct))
+    if norm_pct:
+        regs.append(R.clip_small_norm(norm_pct))
+    if contrib_pct:
+        regs.append(R.clip_small_contribution(contrib_pct))
+    return R.chain(*regs)
+
+
+def pixel_recipe(name: str = 'custom', *, steps: int = 20, optimizer=None, regularizer=None, transform=None,
+                 param=None, objective=None, redirect_relu_steps: int = 0, dtype: str = 'float32',
+                 **knobs) -> FilterConfig:
+    """A recipe that optimizes model-input pixels (the seeds'), from the numbers in :data:`PIXEL_KNOBS`.
+
+    The update is :func:`jaxvis.optim.ascent` (``step_size``, ``normalize``, ``lr_policy``, ...); an
+    ``optimizer`` replaces its step (after the RMS normalization when ``normalize='rms'``). The
+    regularizer is :func:`pixel_regularizer` of the knobs unless ``regularizer`` is given (then no
+    regularizer knob may be). ``jitter`` is a roll of up to that many pixels before the forward pass.
+    """
+    unknown = set(knobs) - set(PIXEL_KNOBS)
+    if unknown:
+        raise JaxvisError(f'unknown option(s) {", ".join(sorted(unknown))}')
+    k = {**PIXEL_KNOBS, **knobs}
+    check_choice('normalize', k['normalize'], ('rms', 'none'))
+    check_choice('lr_policy', k['lr_policy'], ('constant', 'progress'))
+    check_choice('init_dist', k['init_dist'], ('uniform', 'normal'))
+    check_float('step_size', k['step_size'], low=0.0, low_open=True)
+    if regularizer is None:
+        regularizer = pixel_regularizer(**{n: k[n] for n in REGULARIZER_KNOBS})
+    elif set(knobs) & set(REGULARIZER_KNOBS):
+        raise JaxvisError(f'pass either regularizer= or {", ".join(sorted(set(knobs) & set(REGULARIZER_KNOBS)))}, '
+                          'not both')
+    if optimizer is None:
+        optimizer = optim.ascent(float(k['step_size']), normalize=k['normalize'], lr_policy=k['lr_policy'],
+                                 max_lr=float(k['max_lr']), desired_progress=float(k['desired_progress']))
+    elif k['normalize'] == 'rms':
+        optimizer = optim.chain(optim.scale_by_rms(), optimizer)
+    return FilterConfig(
+        steps=check_int('steps', steps, low=1),
+        param=param or P.pixels(offset=float(k['init_offset']), scale=float(k['init_scale']), dist=k['init_dist']),
+        optimizer=optimizer, regularizer=regularizer, transform=transform or T.jitter(k['jitter']),
+        redirect_relu_steps=redirect_relu_steps, dtype=dtype, name=name,
+        **({'objective': objective} if objective is not None else {}))
+
+
+def seed(**options) -> FilterConfig:
+    """Seed 003 exactly: 20 steps of RMS-normalized ascent, step 1, no regularizer, start (U-0.5)*20+128."""
+    return pixel_recipe('seed', **options)
+
+
+def jacobgil(**options) -> FilterConfig:
+    """Seed 000's combination: step 0.9, then the 3:3:1 weighted mean of a 3x3 box blur, ``x*0.8`` and
+    zeroing values under the 1st percentile of ``|x|``; start ``U*20+128`` (jacobgil/keras-filter-visualization).
+    Its regularizer is that fixed average: pass ``regularizer=`` to replace it."""
+    fixed = set(options) & set(REGULARIZER_KNOBS)
+    if fixed:
+        raise JaxvisError(f"preset jacobgil has seed 000's fixed regularizer; it takes no {', '.join(sorted(fixed))}")
+    reg = R.average((3.0, R.box_blur(3)), (3.0, R.decay(0.2)), (1.0, R.clip_small_value(1.0)))
+    return pixel_recipe('jacobgil', **{'steps': 20, 'step_size': 0.9, 'regularizer': reg, 'init_offset': 128.0,
+                                       'init_scale': 20.0, **options})
+
+
+# Table 1 of Yosinski et al. 2015, with the iterations and learning rates its toolbox documents
+# (deep-visualization-toolbox, doc/optimize_image.md). Raw (un-normalized) gradients, start at the mean
+# image plus N(0, 1) noise, as the toolbox's 'mean_plus_rand'.
+_YOSINSKI = {
+    1: dict(decay=0.0, blur_sigma=0.5, blur_every=4, norm_pct=50.0, steps=500, lr_policy='progress',
+            max_lr=100.0, desired_progress=2.0),
+    2: dict(decay=0.3, norm_pct=20.0, steps=750, step_size=100.0),
+    3: dict(decay=0.0001, blur_sigma=1.0, blur_every=4, steps=1000, step_size=100.0),
+    4: dict(decay=0.0, blur_sigma=0.5, blur_every=4, contrib_pct=90.0, steps=1000, lr_policy='progress',
+            max_lr=1e8, desired_progress=2.0),
+}
+
+
+def yosinski(row: int, **options) -> FilterConfig:
+    """Row ``row`` (1..4) of Yosinski et al. 2015's Table 1 (decay, blur radius/every, norm and
+    contribution clips), with the deep-visualization-toolbox's iterations and learning rates."""
+    return pixel_recipe(f'yosinski{row}', **{'normalize': 'none', 'init_offset': 0.0, 'init_scale': 1.0,
+                                             'init_dist': 'normal', **_YOSINSKI[row], **options})
+
+
+def lucid(*, steps: int = 256, step_size: float = 0.05, **options) -> FilterConfig:
+    """Lucid's defaults (``render_vis`` with ``param.image(fft=True, decorrelate=True)``): a 1/f-scaled
+    Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam
+    (``step_size`` 0.05) on the raw gradient, the redirected ReLU gradient for 16 steps. Lucid runs 512
+    steps; 256 here (on VGG16 at 128 px the pattern has formed by about step 32: docs/presets.md)."""
+    bad = set(options) - set(PIECES)
+    if bad:
+        raise JaxvisError(f'preset lucid takes no {", ".join(sorted(bad))} (its image is a Fourier param '
+                          'with Lucid\'s transforms; pixel options do not apply)')
+    pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
+              'redirect_relu_steps': 16, **options}
+    return FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
+
+
+PRESETS: dict[str, Callable[..., FilterConfig]] = {
+    'seed': seed,
+    'jacobgil': jacobgil,
+    'yosinski1': lambda **o: yosinski(1, **o),
+    'yosinski2': lambda **o: yosinski(2, **o),
+    'yosinski3': lambda **o: yosinski(3, **o),
+    'yosinski4': lambda **o: yosinski(4, **o),
+    'lucid': lucid,
+}
+
+
+def preset(name: str, **options) -> FilterConfig:
+    """The named preset's :class:`FilterConfig`, built with ``options`` (``steps=``, ``decay=``,
+    ``jitter=``, ``optimizer=``, ...). Raises JaxvisError for an unknown name or option."""
+    if name not in PRESETS:
+        raise JaxvisError(f'unknown preset {name!r}; presets: {", ".join(PRESETS)}')
+    options = {k: v for k, v in options.items() if v is not None}
+    return PRESETS[name](**options)

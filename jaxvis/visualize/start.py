@@ -1,0 +1,53 @@
+"""Per-filter keys and start points.
+
+Each filter's image is a function of (key, layer, filter index, config) alone: its key is
+``fold_in(fold_in(key, crc32(layer)), filter)``, so it does not depend on which other filters share its
+batch; its start is ``param.init(fold_in(filter_key, 0), (size, size, 3))``.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxvis.models.protocol import Model
+from jaxvis.visualize.config import FilterConfig
+
+
+def layer_id(layer: str) -> int:
+    """A stable 31-bit id of a layer name (crc32), folded into keys."""
+    return zlib.crc32(layer.encode()) & 0x7FFFFFFF
+
+
+def filter_keys(key: jax.Array, layer: str, filters) -> jax.Array:
+    """``[N]`` keys, one per filter: ``fold_in(fold_in(key, layer_id(layer)), f)``."""
+    base = jax.random.fold_in(key, layer_id(layer))
+    return jax.vmap(lambda f: jax.random.fold_in(base, f))(jnp.asarray(filters, jnp.uint32))
+
+
+def start_point(cfg: FilterConfig, key: jax.Array, size: int) -> Any:
+    """One start point (the param's pytree) from a filter's key."""
+    return cfg.param.init(jax.random.fold_in(key, 0), (size, size, 3))
+
+
+def to_model_input(model: Model, cfg: FilterConfig) -> Callable:
+    """``p -> [H, W, 3]`` model input, untransformed (the identity for model-input pixels)."""
+    if cfg.param.space == 'input':
+        return cfg.param.to_image
+    return lambda p: model.preprocess(255.0 * cfg.param.to_image(p))
+
+
+def from_model_input(model: Model, cfg: FilterConfig) -> Callable:
+    """``[H, W, 3]`` model input -> ``p``: the inverse of :func:`to_model_input`, for given start images."""
+    if cfg.param.space == 'input':
+        return cfg.param.from_image
+    return lambda x: cfg.param.from_image(model.deprocess(x) / 255.0)
+
+
+def transformed_input(model: Model, cfg: FilterConfig) -> Callable:
+    """``(p, key) -> [H', W', 3]`` model input after the config's transform."""
+    if cfg.param.space == 'input':
+        return lambda p, key: cfg.transform(key, cfg.param.to_image(p))
+    return lambda p, key: model.preprocess(255.0 * cfg.transform(key, cfg.param.to_image(p)))

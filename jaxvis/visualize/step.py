@@ -1,0 +1,77 @@
+"""The one pure optimization step, for one image of a filter or a group of images optimized together.
+
+``step(params, p, opt_state, f, key, t) -> (p, opt_state, loss)``: ``loss`` is the objective before the
+update, the update is :class:`~jaxvis.visualize.config.FilterConfig`'s. The filter engine ``vmap``s the
+single-image step over filters (:func:`batched`); :func:`jaxvis.visualize.diverse.visualize_diverse`
+runs the group step, whose objective sees the whole group (a diversity term).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxvis import regularizers as R
+from jaxvis.backend import sharding
+from jaxvis.models.forward import forward
+from jaxvis.models.protocol import Model
+from jaxvis.visualize.config import FilterConfig
+from jaxvis.visualize.start import transformed_input
+
+
+def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, size: int | None = None,
+              batch: int = 1, group: bool = False) -> Callable:
+    """The pure step (not jitted).
+
+    Args:
+      model: the network; with ``size``, ``model.specialize(size=, batch=, dtype=, upto=layer)`` picks
+        its kernels for that input (VGG's Winograd plan), ``batch`` being the images per device per call.
+      objective: an Objective (default ``cfg.objective(layer)``).
+      group: ``p`` and ``key`` have a leading axis of images that the objective sees together;
+        otherwise ``p`` is one image (``[H, W, 3]`` pixels or the param's pytree) and ``key`` its key.
+
+    In the step, ``f`` is the filter (an int array), ``t`` the 0-based step (an int32 scalar).
+    """
+    if size is not None and model.specialize is not None:
+        model_k = model.specialize(size=size, batch=batch, dtype=cfg.dtype, upto=layer)
+    else:
+        model_k = model
+    fwd = forward(model_k, layer, dtype=cfg.dtype, redirect=cfg.redirect)
+    objective = objective or cfg.objective(layer)
+    model_input = transformed_input(model, cfg)
+    reg = None if cfg.regularizer is R.identity() else cfg.regularizer
+
+    def loss_fn(p, params, f, key, t):
+        active = (t < cfg.redirect_relu_steps).astype(jnp.float32) if cfg.redirect else None
+        if group:
+            x = jax.vmap(lambda q, k: model_input(q, jax.random.fold_in(k, t + 1)))(p, key)
+        else:
+            x = model_input(p, jax.random.fold_in(key, t + 1))[None]
+        return objective(fwd(params, x, active), f).astype(jnp.float32)
+
+    def step(params, p, opt_state, f, key, t):
+        loss, g = jax.value_and_grad(loss_fn)(p, params, f, key, t)
+        with jax.numpy_dtype_promotion('standard'):  # optax's own code relies on it (adam: float ** int32)
+            updates, opt_state = cfg.optimizer.update(jax.tree_util.tree_map(jnp.negative, g), opt_state, p)
+        p = optax.apply_updates(p, updates)
+        if reg is not None:
+            p = jax.vmap(reg.apply, in_axes=(0, 0, None))(p, g, t) if group else reg.apply(p, g, t)
+        return p, opt_state, loss
+
+    return step
+
+
+def make_score(model: Model, layer: str, objective) -> Callable:
+    """``(params, x [H, W, 3] model input, f) -> objective`` for one image, no transform, float32."""
+    fwd = forward(model, layer)
+    return lambda params, x, f: objective(fwd(params, x[None]), f)
+
+
+def batched(step: Callable, mesh=None) -> Callable:
+    """``jit(vmap(step))`` over images, optimizer states, filters and keys (params and t shared).
+
+    With a ``mesh`` (:func:`jaxvis.backend.sharding.filter_mesh`) the batch is split over its devices.
+    """
+    return sharding.shard_batched(step, (None, 0, 0, 0, 0, None), mesh)

@@ -1,0 +1,164 @@
+"""Lucid's pieces on the tiny VGG: redirected ReLU (found in any traced function), the lucid preset,
+dead-filter recovery, diverse images of one filter."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvis import objectives as O
+from jaxvis.errors import JaxvisError
+from jaxvis.models import forward, get_model, params_up_to
+from jaxvis.models.redirect import redirected_relu, with_redirected_relus
+from jaxvis.visualize import preset, visualize_diverse, visualize_filters
+from jaxvis.visualize.start import filter_keys, start_point
+from jaxvis.visualize.step import make_step
+
+SPEC = get_model('tiny')
+LAYER = 'block3_conv1'
+
+
+def run(params, layer, filters, name='lucid', **kw):
+    engine = {k: kw.pop(k) for k in ('init', 'snapshot_every') if k in kw}
+    return visualize_filters(params, layer, filters, preset(name, **kw), model='tiny', size=32, **engine)
+
+
+# ---------------------------------------------------------------- redirected ReLU
+
+def _grads(x, g, active):
+    _, vjp = jax.vjp(lambda x: redirected_relu(x, jnp.float32(active)), x)
+    return vjp(g)[0]
+
+
+def test_redirected_relu_forward_is_relu_bit_for_bit():
+    x = jax.random.normal(jax.random.key(0), (3, 5, 5, 4)) * 3
+    np.testing.assert_array_equal(redirected_relu(x, jnp.float32(1.0)), jax.nn.relu(x))
+
+
+def test_redirected_relu_gradient():
+    x = jnp.asarray([[-1.0, 2.0, -3.0], [-1.0, -2.0, -0.5]])  # row 0 fires, row 1 is all blocked
+    g = jnp.asarray([[1.0, -1.0, 1.0], [1.0, -1.0, 1.0]])
+    relu_g = np.asarray(jax.vjp(jax.nn.relu, x)[1](g)[0])
+    np.testing.assert_array_equal(_grads(x, g, 0.0), relu_g)  # off: relu's gradient
+    on = np.asarray(_grads(x, g, 1.0))
+    np.testing.assert_array_equal(on[0], relu_g[0])  # an entry with gradient keeps relu's
+    np.testing.assert_array_equal(on[1], [1.0, 0.0, 1.0])  # blocked entry: only the upward push passes
+    assert relu_g[1].sum() == 0
+
+
+def test_redirection_finds_the_relus_of_any_function():
+    """relu and relu6 inside jit, in a plain function: values bit for bit, gradients redirected only
+    while active; a max(x, 0) written by hand is not a ReLU call and keeps its gradient."""
+    w = jnp.asarray([[1.0, -2.0], [0.5, 1.0]])
+
+    def f(p, x):
+        h = jax.jit(jax.nn.relu)(x @ p)
+        return {'a': h, 'b': jax.nn.relu6(h * 10 - 3), 'c': jnp.maximum(x @ p, 0.0)}
+
+    g = with_redirected_relus(f)
+    x = jnp.asarray([[-1.0, -1.0]])  # x @ w = [-1.5, 1.0]: unit 0 never fires
+    for k in 'abc':
+        np.testing.assert_array_equal(g(jnp.float32(1.0), w, x)[k], f(w, x)[k])
+    grad = lambda fn, k: jax.grad(lambda x: fn(x)[k][0, 0])(x)
+    assert np.all(np.asarray(grad(lambda x: f(w, x), 'a')) == 0)
+    np.testing.assert_allclose(grad(lambda x: g(jnp.float32(1.0), w, x), 'a'), w[:, :1].T)
+    assert np.all(np.asarray(grad(lambda x: g(jnp.float32(0.0), w, x), 'a')) == 0)
+    assert np.all(np.asarray(grad(lambda x: g(jnp.float32(1.0), w, x), 'c')) == 0)
+
+
+def test_redirected_forward_keeps_vgg_outputs_identical(tiny_params):
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3)) * 255 - 120
+    p = params_up_to(SPEC, tiny_params, LAYER)
+    plain = forward(SPEC, LAYER)(p, x)
+    redirected = forward(SPEC, LAYER, redirect=True)(p, x, jnp.float32(1.0))
+    for name in plain:
+        np.testing.assert_array_equal(plain[name], redirected[name])
+
+
+# ---------------------------------------------------------------- the step
+
+def test_redirection_off_equals_the_plain_step(tiny_params):
+    """Redirection switched off by t >= redirect steps: the same update as without it."""
+    p = params_up_to(SPEC, tiny_params, LAYER)
+    key = jax.random.key(3)
+    x = start_point(preset('seed'), key, 32)
+    for cfg in (preset('seed', decay=0.1, jitter=2), preset('yosinski1')):
+        a = make_step(SPEC, LAYER, cfg)(p, x, cfg.optimizer.init(x), jnp.int32(1), key, jnp.int32(20))
+        redirected = preset(cfg.name, **({'decay': 0.1, 'jitter': 2} if cfg.name == 'seed' else {}),
+                            redirect_relu_steps=4)
+        b = make_step(SPEC, LAYER, redirected)(p, x, cfg.optimizer.init(x), jnp.int32(1), key, jnp.int32(20))
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-3)
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
+
+
+def test_lucid_preset_objective_goes_up(tiny_params):
+    r = run(tiny_params, 'block2_conv1', [0, 3], steps=10)
+    assert r.history.shape == (10, 2)
+    assert np.all(r.losses > 2 * r.history[0] + 1e-3)
+    assert r.images.shape == (2, 32, 32, 3) and r.images.min() >= 0 and r.images.max() <= 255
+    assert r.config.param.space == 'rgb01' and not r.dead.any()
+    with pytest.raises(JaxvisError, match='regularizers'):
+        preset('lucid', regularizer=preset('seed', decay=0.1).regularizer)
+
+
+def test_param_results_independent_of_batch_mates(tiny_params):
+    alone = run(tiny_params, LAYER, [5], steps=4)
+    mates = run(tiny_params, LAYER, [1, 5, 2], steps=4)
+    np.testing.assert_allclose(alone.images[0], mates.images[1], atol=0.05)
+    np.testing.assert_allclose(alone.losses[0], mates.losses[1], rtol=1e-4)
+
+
+def test_param_path_snapshots_and_init(tiny_params):
+    start = np.random.default_rng(0).uniform(30, 220, (32, 32, 3)).astype(np.float32)
+    r = run(tiny_params, LAYER, [0, 1], steps=2, init=start, snapshot_every=1)
+    assert r.snapshots.shape == (3, 2, 32, 32, 3) and r.snapshot_steps == (0, 1, 2)
+    np.testing.assert_allclose(r.snapshots[0, 0], start, atol=0.1)  # the param starts at the given image
+
+
+def test_objective_hook(tiny_params):
+    r = run(tiny_params, LAYER, [2], steps=3, objective=O.neuron)
+    x = jnp.asarray(SPEC.preprocess(r.images))
+    acts = forward(SPEC, LAYER)(params_up_to(SPEC, tiny_params, LAYER), x)
+    assert float(r.losses[0]) == pytest.approx(float(O.neuron(LAYER)(acts, 2)), rel=1e-4)
+
+
+# ---------------------------------------------------------------- dead filters
+
+def _dead_filter_params(tiny_params, margin=5.0):
+    """Filter 0 of block1_conv1 made dead on the seed preset's start image (bias below its largest response)."""
+    p = {k: dict(v) for k, v in tiny_params.items()}
+    x = start_point(preset('seed'), filter_keys(jax.random.key(0), 'block1_conv1', [0])[0], 32)
+    unbiased = {'block1_conv1': {**p['block1_conv1'], 'bias': np.zeros(4, np.float32)}}
+    pre = forward(SPEC, 'block1_conv1')(unbiased, x[None])
+    # relu(pre + b) = 0 everywhere iff b <= -max(pre)
+    top = float(jnp.max(pre['block1_conv1'][..., 0]))
+    bias = np.asarray(p['block1_conv1']['bias']).copy()
+    bias[0] = -top - margin
+    p['block1_conv1']['bias'] = bias
+    return p
+
+
+def test_dead_filter_recovers_with_redirected_relu(tiny_params):
+    p = _dead_filter_params(tiny_params)
+    dead = run(p, 'block1_conv1', [0], 'seed', steps=20)
+    assert dead.dead[0] and np.all(dead.history == 0)  # no gradient: the image never moves
+    alive = run(p, 'block1_conv1', [0], 'seed', steps=20, redirect_relu_steps=16)
+    assert not alive.dead[0] and alive.losses[0] > 0
+
+
+# ---------------------------------------------------------------- diverse batches
+
+def test_visualize_diverse(tiny_params):
+    cfg = preset('lucid', steps=15)
+    kw = dict(model='tiny', size=32, n=3)
+    plain = visualize_diverse(tiny_params, LAYER, 4, cfg, weight=0.0, **kw)
+    div = visualize_diverse(tiny_params, LAYER, 4, cfg, weight=10.0, **kw)
+    assert div.images.shape == (3, 32, 32, 3) and div.activation.shape == (3,) and div.history.shape == (15,)
+    assert div.images.min() >= 0 and div.images.max() <= 255
+    assert div.diversity > plain.diversity  # the diversity term makes the batch's Gram matrices differ
+    assert np.all(plain.activation > 0)
+    with pytest.raises(JaxvisError, match='n must be >= 2'):
+        visualize_diverse(tiny_params, LAYER, 4, preset('lucid', steps=1), model='tiny', size=32, n=1)
+    with pytest.raises(JaxvisError, match='image param'):
+        visualize_diverse(tiny_params, LAYER, 4, preset('seed', steps=1), model='tiny', size=32)
