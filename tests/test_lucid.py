@@ -67,6 +67,21 @@ def test_redirection_finds_the_relus_of_any_function():
     assert np.all(np.asarray(grad(lambda x: g(jnp.float32(1.0), w, x), 'c')) == 0)
 
 
+def test_redirection_inside_shard_map():
+    """Under shard_map (the engine's path on several devices) relu's constant comes through pvary."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    w = jnp.asarray([[1.0, -2.0], [0.5, 1.0]])
+    g = with_redirected_relus(lambda w, x: {'a': jax.nn.relu(x @ w)})
+    step = jax.vmap(jax.grad(lambda x, on: g(on, w, x)['a'][0, 0]), in_axes=(0, None))
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ('f',))
+    sharded = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(PartitionSpec('f'), PartitionSpec()),
+                                    out_specs=PartitionSpec('f')))
+    x = -jnp.ones((2, 1, 2))
+    np.testing.assert_array_equal(sharded(x, jnp.float32(1.0)), jax.jit(step)(x, jnp.float32(1.0)))
+    assert np.all(np.asarray(sharded(x, jnp.float32(1.0))) != 0)
+
+
 def test_redirected_forward_keeps_vgg_outputs_identical(tiny_params):
     x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3)) * 255 - 120
     p = params_up_to(SPEC, tiny_params, LAYER)

@@ -59,16 +59,19 @@ def with_redirected_relus(fn):
 
 
 def _relu_kind(eqn) -> str | None:
-    """'relu' / 'relu6' when ``eqn`` is a ``custom_jvp_call`` of ``jax.nn.relu`` / ``relu6``."""
+    """'relu' / 'relu6' when ``eqn`` is a ``custom_jvp_call`` of ``jax.nn.relu`` / ``relu6``: its body is
+    the jitted function of that name computing ``max(x, 0)`` (then ``min(., 6)``); inside ``shard_map``
+    the constants come through ``pvary``."""
     if eqn.primitive.name != 'custom_jvp_call':
         return None
-    body = eqn.params['call_jaxpr'].jaxpr
-    while len(body.eqns) == 1 and 'jaxpr' in body.eqns[0].params and body.eqns[0].primitive.name in ('jit', 'pjit'):
+    body, name = eqn.params['call_jaxpr'].jaxpr, None
+    while len(body.eqns) == 1 and body.eqns[0].primitive.name in ('jit', 'pjit') and 'jaxpr' in body.eqns[0].params:
+        name = body.eqns[0].params.get('name', name)
         body = body.eqns[0].params['jaxpr'].jaxpr
-    ops = [(e.primitive.name, [v.val for v in e.invars if isinstance(v, jcore.Literal)]) for e in body.eqns]
-    if ops == [('max', [0.0])]:
+    ops = [e.primitive.name for e in body.eqns if e.primitive.name != 'pvary']
+    if name == 'relu' and ops == ['max']:
         return 'relu'
-    if ops == [('max', [0.0]), ('min', [6.0])]:
+    if name == 'relu6' and ops == ['max', 'min']:
         return 'relu6'
     return None
 
