@@ -41,6 +41,12 @@ _CHILD = textwrap.dedent('''
         r = visualize_filters(params, 'block3_conv2', filters, preset('seed', steps=4), batch_size=bs, devices=devices,
                               **kw)
         out[name] = dict(images=r.images.tolist(), losses=r.losses.tolist(), history=r.history.tolist())
+    import own_model  # a model of one's own (tests/own_model.py) shards the same way
+    m = own_model.make()
+    for name, devices in (('own_all', 'all'), ('own_one', jax.devices()[:1])):
+        r = visualize_filters(None, 'Residual_1/act', range(8), preset('lucid', steps=3), model=m, devices=devices,
+                              size=32, key=jax.random.key(7))
+        out[name] = dict(images=r.images.tolist(), losses=r.losses.tolist(), history=r.history.tolist())
     print(json.dumps(out))
 ''')
 
@@ -80,6 +86,10 @@ def test_batch_padded_to_device_count(runs):
 def test_device_subset_and_several_chunks(runs):
     # 2 devices, batch 3 -> 4, two chunks (the second one padded)
     _close(runs['two'], runs['one'])
+
+
+def test_own_model_four_devices_equal_one(runs):
+    _close(runs['own_all'], runs['own_one'])
 
 
 def test_helpers_single_device():

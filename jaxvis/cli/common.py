@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import os
 import sys
 
 from jaxvis.edge import weights as W
 from jaxvis.edge.locations import OFFICIAL, cache_dir
 from jaxvis.errors import JaxvisError
-from jaxvis.models import available_models, get_model, load_keras_h5
+from jaxvis.models import Model, available_models, get_model, load_keras_h5
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, conv: bool = False) -> None:
     parser.add_argument('--model', default='vgg16', metavar='NAME',
-                        help=f'network to look into: {", ".join(available_models())} (default: vgg16)')
+                        help=f'network to look into: {", ".join(available_models())}, or MODULE:CALLABLE, a function '
+                             'of no arguments returning a jaxvis Model with its params (default: vgg16)')
     parser.add_argument('--weights', default=None, metavar='PATH',
                         help='Keras .h5 weights; default: found or fetched by `jaxvis weights` rules')
     if conv:
@@ -23,10 +26,43 @@ def add_model_args(parser: argparse.ArgumentParser, *, conv: bool = False) -> No
                                  "was measured faster on CPU, XLA's own on GPU/TPU; 'direct': XLA's own everywhere)")
 
 
-def model_of(args: argparse.Namespace):
-    """The model named by ``--model`` (and ``--conv``), checked; no weights are read."""
+def model_of(args: argparse.Namespace) -> Model:
+    """The model named by ``--model`` (and ``--conv``), checked; no weights are read.
+
+    ``MODULE:CALLABLE`` imports MODULE (the current folder first on the path) and calls CALLABLE(), which
+    returns a :class:`~jaxvis.models.Model` carrying its params, or a ``(Model, params)`` pair.
+    """
     options = {'conv': args.conv} if getattr(args, 'conv', None) not in (None, 'auto') else {}
-    return get_model(args.model, **options)
+    if ':' not in args.model:
+        return get_model(args.model, **options)
+    if options:
+        raise JaxvisError('--conv applies to the built-in VGG models only')
+    cached = getattr(args, '_model', None)
+    if cached is None:
+        cached = args._model = _call_model(args.model)
+    return cached
+
+
+def _call_model(spec: str) -> Model:
+    module_name, _, attr = spec.partition(':')
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except ModuleNotFoundError as e:
+        raise JaxvisError(f'--model {spec}: no module {e.name!r} (run from the folder that holds it, or install it)') \
+            from None
+    except AttributeError:
+        raise JaxvisError(f'--model {spec}: module {module_name!r} has no {attr!r}') from None
+    out = fn()
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Model):
+        out = dataclasses.replace(out[0], params=out[1], cache={})
+    if not isinstance(out, Model):
+        raise JaxvisError(f'--model {spec}: {attr}() must return a jaxvis Model (or a (Model, params) pair), '
+                          f'got {type(out).__name__}')
+    if out.params is None:
+        raise JaxvisError(f'--model {spec}: the model carries no params (return them with it)')
+    return out
 
 
 def load_params(args: argparse.Namespace, model, *, quiet: bool = False):
@@ -35,6 +71,10 @@ def load_params(args: argparse.Namespace, model, *, quiet: bool = False):
     Returns ``(params, info)``; ``info`` is the weights' name, source, path and sha256, for manifests.
     Says on stderr which weights are in use.
     """
+    if model.params is not None:  # a model of one's own, with its params
+        if args.weights is not None:
+            raise JaxvisError(f'--weights applies to built-in models; {args.model} carries its own params')
+        return model.params, W.describe_params(model.params, args.model)
     if model.name in OFFICIAL:
         path = W.resolve(model.name, args.weights, progress=not quiet)
     else:

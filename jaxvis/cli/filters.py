@@ -10,7 +10,7 @@ import jax
 
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
 from jaxvis.display import NORMALIZERS, grid, to_uint8
-from jaxvis.edge.files import ensure_out_dir, environment, save_gif, save_png, write_json
+from jaxvis.edge.files import ensure_out_dir, environment, file_stem, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
 from jaxvis.models import probe
 from jaxvis.visualize import PRESETS, best_order, can_drop_dead, check_request, preset, visualize_filters
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         files = _write_layer(out, layer, res, args)
         manifest['layers'][layer] = {
             'seconds': round(seconds, 3), 'files': files,
-            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{layer}_{int(f)}.png'}
+            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{file_stem(layer)}_{int(f)}.png'}
                         for f, l, d in zip(res.filters, res.losses, res.dead)],
             'grid_order': [int(res.filters[i]) for i in best_order(res, args.best)],
             'dead_count': int(res.dead.sum()),
@@ -128,15 +128,15 @@ def _progress_bar(total: int, layer: str, quiet: bool):
 def _write_layer(out: str, layer: str, res, args) -> list[str]:
     """Per-filter PNGs, the grid of the best live filters and optionally the GIF; returns the file names."""
     pics = to_uint8(res.images, args.normalize)
-    files = []
+    files, stem = [], file_stem(layer)
     for f, pic in zip(res.filters, pics):
-        save_png(os.path.join(out, f'{layer}_{int(f)}.png'), pic)
+        save_png(os.path.join(out, f'{stem}_{int(f)}.png'), pic)
     order = best_order(res, args.best)
     if len(order):
-        save_png(os.path.join(out, f'{layer}_grid.png'), grid([pics[i] for i in order], margin=args.margin))
-        files.append(f'{layer}_grid.png')
+        save_png(os.path.join(out, f'{stem}_grid.png'), grid([pics[i] for i in order], margin=args.margin))
+        files.append(f'{stem}_grid.png')
     if args.gif and res.snapshots is not None and len(order):
         frames = [grid(list(to_uint8(snap[order], args.normalize)), margin=args.margin) for snap in res.snapshots]
-        save_gif(os.path.join(out, f'{layer}.gif'), frames, duration_ms=150)
-        files.append(f'{layer}.gif')
+        save_gif(os.path.join(out, f'{stem}.gif'), frames, duration_ms=150)
+        files.append(f'{stem}.gif')
     return files

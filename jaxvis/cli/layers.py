@@ -43,6 +43,6 @@ def table(model, params, size: int) -> str:
         out = '-' if hw is not None and min(hw) < 1 else ('1' if hw is None else f'{hw[0]}x{hw[1]}')
         own = params.get(name) if isinstance(params, dict) else None
         n = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(own)) if own is not None else 0
-        kind = (model.kinds or {}).get(name, 'layer')
+        kind = model.kinds.get(name, 'layer') if model.kinds is not None else 'layer'
         lines.append(f'{name:<{width}}  {kind:<5}  {shape[-1]:>7}  {out:>9}  {n:>9,}')
     return '\n'.join(lines)

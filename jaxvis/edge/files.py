@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,12 @@ import numpy as np
 from PIL import Image
 
 from jaxvis.errors import JaxvisError
+
+
+def file_stem(name: str) -> str:
+    """A layer name as a file-name stem: path separators and other odd characters become '.'
+    ('Residual_1/act' -> 'Residual_1.act')."""
+    return re.sub(r'[^A-Za-z0-9_.#+=-]', '.', name)
 
 
 def umask_mode() -> int:

@@ -2,8 +2,12 @@
 (:mod:`jaxvis.edge.fetch`); and what a file is (name, source, size, sha256) for manifests."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+import jax
+import numpy as np
 
 from jaxvis.edge.fetch import fetch, note
 from jaxvis.edge.locations import HED, OFFICIAL, check_model, file_digest, find, names, search_paths
@@ -63,6 +67,17 @@ def describe(path: str | os.PathLike) -> dict:
               else 'user')
     return {'name': name, 'source': source, 'path': str(path), 'size': path.stat().st_size,
             'sha256': file_digest(path, 'sha256')}
+
+
+def describe_params(params, name: str) -> dict:
+    """Like :func:`describe`, for params a model carries: the sha256 of every leaf's bytes, in tree order."""
+    h, size = hashlib.sha256(), 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(jax.tree_util.keystr(path).encode() + str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+        size += a.nbytes
+    return {'name': name, 'source': 'callable', 'path': name, 'size': size, 'sha256': h.hexdigest()}
 
 
 def cached() -> list[dict]:

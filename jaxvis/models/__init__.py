@@ -1,13 +1,15 @@
 """Models jaxvis can look into: the protocol, the registry, VGG16 (the default) and its Keras loader.
 
 ``get_model('vgg16')`` is the default; ``get_model('vgg16', conv='direct')`` a variant. Any other
-network plugs in as a :class:`Model` (see :mod:`jaxvis.models.protocol`) and :func:`register`.
+network is a :class:`Model` (see :mod:`jaxvis.models.protocol`): your own Flax module through
+:func:`from_flax`, any function of (params, x) through :func:`from_fn`, a name through :func:`register`.
 """
 from __future__ import annotations
 
 import functools
 
-from jaxvis.models import probe
+from jaxvis.models import preprocessing, probe
+from jaxvis.models.adapters import from_flax, from_fn
 from jaxvis.models.forward import forward, params_up_to
 from jaxvis.models.keras_h5 import load_keras_h5, save_keras_notop_h5
 from jaxvis.models.protocol import Model, available_models, get_model, register
@@ -18,6 +20,6 @@ register('vgg16', functools.partial(vgg_model, 'vgg16'))
 register('vgg19', functools.partial(vgg_model, 'vgg19'))
 register('tiny', functools.partial(vgg_model, 'tiny'), hidden=True)
 
-__all__ = ['Model', 'register', 'get_model', 'available_models', 'forward', 'params_up_to', 'probe',
+__all__ = ['Model', 'from_flax', 'from_fn', 'preprocessing', 'register', 'get_model', 'available_models', 'forward', 'params_up_to', 'probe',
            'vgg_model', 'VGG', 'VGG16', 'VGG19', 'TinyVGG', 'preprocess', 'deprocess', 'layer_table',
            'load_keras_h5', 'save_keras_notop_h5', 'VGG16_BLOCKS', 'VGG19_BLOCKS', 'TINY_BLOCKS']

@@ -46,9 +46,15 @@ def _shapes(model: Model, size: int, abstract, upto: str | None) -> dict[str, tu
     key = ('shapes', size, upto, _signature(abstract))
     if key not in model.cache:
         x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+        order = []  # the dict's own order (forward order): JAX's pytrees would sort its keys
+
+        def run(p, x):
+            out = model.features(p, x, upto)
+            order.extend(out)
+            return out
         try:
-            out = jax.eval_shape(lambda p, x: model.features(p, x, upto), abstract, x)
-            shapes = {name: tuple(a.shape[1:]) for name, a in out.items()}
+            out = jax.eval_shape(run, abstract, x)
+            shapes = {name: tuple(out[name].shape[1:]) for name in order}
         except (TypeError, ValueError, ZeroDivisionError):  # negative or empty sizes deep in the net
             shapes = None
         model.cache[key] = shapes

@@ -2,9 +2,10 @@
 
 Each step (``t`` = 0, 1, ...), for the image's params ``p``:
 
-1. ``img = param.to_image(p)``; the model input is ``transform(key_t, img)`` when the param lives in the
-   model's input space (``param.space == 'input'``, the seeds' pixels), else
-   ``preprocess(255 * transform(key_t, img))`` (RGB in [0, 1], Lucid's params);
+1. ``img = param.to_image(p)``; the model input is ``transform(key_t, img)`` for the seeds' pixels
+   (``param.space == 'input'``: VGG's caffe input units, which another model sees through its own
+   preprocessing, :func:`jaxvis.visualize.start.pixel_maps`), else ``preprocess(255 * transform(key_t,
+   img))`` (RGB in [0, 1], Lucid's params);
 2. ``loss, g = value_and_grad(objective)`` of that input (gradients flow back through the transform);
 3. ``updates = optimizer.update(-g)``, ``p = p + updates`` (any optax transformation; jaxvis maximizes,
    so the optimizer sees the gradient of ``-objective``; :mod:`jaxvis.optim` has the seeds' rules);

@@ -18,6 +18,7 @@ from jaxvis.errors import JaxvisError
 from jaxvis.models import probe
 from jaxvis.models.forward import params_up_to
 from jaxvis.models.protocol import Model, get_model
+from jaxvis.models.vgg import preprocess as caffe_preprocess
 from jaxvis.util import check_int
 from jaxvis.visualize import schedule
 from jaxvis.visualize.config import FilterConfig
@@ -196,8 +197,8 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))
-    if cfg.param.space == 'input':
-        to_x = from_x = lambda x: x
+    if cfg.param.space == 'input' and model.preprocess is caffe_preprocess:
+        to_x = from_x = lambda x: x  # the seeds' pixels are VGG's input itself
     else:
         to_x, from_x = jax.jit(jax.vmap(to_model_input(model, cfg))), jax.jit(jax.vmap(from_model_input(model, cfg)))
     return step, score, make_init, opt_init, to_x, from_x

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxvis.models.protocol import Model
+from jaxvis.models.vgg import deprocess as caffe_deprocess
+from jaxvis.models.vgg import preprocess as caffe_preprocess
 from jaxvis.visualize.config import FilterConfig
 
 
@@ -32,22 +34,39 @@ def start_point(cfg: FilterConfig, key: jax.Array, size: int) -> Any:
     return cfg.param.init(jax.random.fold_in(key, 0), (size, size, 3))
 
 
+def pixel_maps(model: Model) -> tuple[Callable, Callable]:
+    """``(to_input, from_input)`` between the seeds' pixels and the model's input.
+
+    The seeds' recipes (their start noise, step sizes, decay toward 0, blur) are written for VGG's
+    caffe input: BGR minus the ImageNet mean, one unit a grey level. A model with that preprocessing
+    takes them as they are; any other model sees the same pixels through its own preprocessing
+    (``model.preprocess(caffe_deprocess(q))``), so the recipes mean the same picture on every model.
+    """
+    if model.preprocess is caffe_preprocess:
+        return (lambda q: q), (lambda x: x)
+    return (lambda q: model.preprocess(caffe_deprocess(q))), (lambda x: caffe_preprocess(model.deprocess(x)))
+
+
 def to_model_input(model: Model, cfg: FilterConfig) -> Callable:
-    """``p -> [H, W, 3]`` model input, untransformed (the identity for model-input pixels)."""
+    """``p -> [H, W, 3]`` model input, untransformed (the identity for the seeds' pixels on VGG)."""
     if cfg.param.space == 'input':
-        return cfg.param.to_image
+        to_input = pixel_maps(model)[0]
+        return lambda p: to_input(cfg.param.to_image(p))
     return lambda p: model.preprocess(255.0 * cfg.param.to_image(p))
 
 
 def from_model_input(model: Model, cfg: FilterConfig) -> Callable:
     """``[H, W, 3]`` model input -> ``p``: the inverse of :func:`to_model_input`, for given start images."""
     if cfg.param.space == 'input':
-        return cfg.param.from_image
+        from_input = pixel_maps(model)[1]
+        return lambda x: cfg.param.from_image(from_input(x))
     return lambda x: cfg.param.from_image(model.deprocess(x) / 255.0)
 
 
 def transformed_input(model: Model, cfg: FilterConfig) -> Callable:
-    """``(p, key) -> [H', W', 3]`` model input after the config's transform."""
+    """``(p, key) -> [H', W', 3]`` model input after the config's transform (which acts on the seeds'
+    pixels, or on the param's RGB image in [0, 1])."""
     if cfg.param.space == 'input':
-        return lambda p, key: cfg.transform(key, cfg.param.to_image(p))
+        to_input = pixel_maps(model)[0]
+        return lambda p, key: to_input(cfg.transform(key, cfg.param.to_image(p)))
     return lambda p, key: model.preprocess(255.0 * cfg.transform(key, cfg.param.to_image(p)))
