@@ -58,15 +58,6 @@ def test_gif_has_a_frame_per_snapshot(tiny_cli, tmp_path):
     assert gif.n_frames == 3  # steps 0, 2, 4
 
 
-def test_layer_all_makes_one_grid_per_conv_layer(tiny_cli, tmp_path):
-    assert run(tmp_path, '--layer', 'all', '--filters', '0:2') == 0
-    convs = probe.conv_layers(get_model('tiny'))
-    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
-    assert list(m['layers']) == list(convs) and len(convs) == 13
-    for layer in convs:
-        assert (tmp_path / 'out' / f'{layer}_1.png').exists()
-
-
 @pytest.mark.parametrize('args, says', [
     (['--layer', 'block9_conv1'], 'valid layers: block1_conv1'),
     (['--layer', 'block1_conv1', '--filters', '0:99'], 'block1_conv1 has 4 filters'),

@@ -99,10 +99,11 @@ def test_redirection_off_equals_the_plain_step(tiny_params):
     key = jax.random.key(3)
     x = start_point(preset('seed'), key, 32)
     for cfg in (preset('seed', decay=0.1, jitter=2), preset('yosinski1')):
-        a = make_step(SPEC, LAYER, cfg)(p, x, cfg.optimizer.init(x), jnp.int32(1), key, jnp.int32(20))
+        a = jax.jit(make_step(SPEC, LAYER, cfg))(p, x, cfg.optimizer.init(x), jnp.int32(1), key, jnp.int32(20))
         redirected = preset(cfg.name, **({'decay': 0.1, 'jitter': 2} if cfg.name == 'seed' else {}),
                             redirect_relu_steps=4)
-        b = make_step(SPEC, LAYER, redirected)(p, x, cfg.optimizer.init(x), jnp.int32(1), key, jnp.int32(20))
+        b = jax.jit(make_step(SPEC, LAYER, redirected))(p, x, cfg.optimizer.init(x), jnp.int32(1), key,
+                                                        jnp.int32(20))
         np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-3)
         assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-6)
 

@@ -31,11 +31,13 @@ _CHILD = textwrap.dedent('''
     from jaxvis.visualize import preset, visualize_filters
     from jaxvis.models.vgg import TINY_BLOCKS
     assert jax.device_count() == 4, jax.devices()
+    from jaxvis.backend.sharding import filter_mesh
+    assert filter_mesh(None).size == 4  # the default: every local device
     params = random_params(TINY_BLOCKS, seed=3)
     kw = dict(model='tiny', size=32, key=jax.random.key(7))
     out = {{}}
     for name, filters, bs, devices in (('one', range(8), 8, [jax.devices()[0]]), ('all', range(8), 8, 'all'),
-                                       ('auto', range(8), 8, None), ('odd', [1, 3, 6, 7, 2], 5, 'all'),
+                                       ('odd', [1, 3, 6, 7, 2], 5, 'all'),
                                        ('odd_one', [1, 3, 6, 7, 2], 5, jax.devices()[:1]),
                                        ('two', range(8), 3, jax.devices()[2:])):
         r = visualize_filters(params, 'block3_conv2', filters, preset('seed', steps=4), batch_size=bs, devices=devices,
@@ -69,10 +71,6 @@ def _close(a, b):
 def test_four_devices_equal_one(runs):
     assert runs['one']['images'].shape == (8, 32, 32, 3)
     _close(runs['all'], runs['one'])
-
-
-def test_default_uses_all_devices(runs):
-    np.testing.assert_array_equal(runs['auto']['images'], runs['all']['images'])
 
 
 def test_batch_padded_to_device_count(runs):

@@ -95,7 +95,7 @@ def test_vgg_module_with_plan_matches_direct():
     x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3)) * 50
     direct = TinyVGG('block2_conv1')
     params = direct.init(jax.random.key(1), x)['params']
-    plan = (('block1_conv2', 'winograd4'), ('block2_conv1', 'winograd2'))
+    plan = (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd4'))
     tuned = TinyVGG('block2_conv1', conv=plan)
     shapes = jax.eval_shape(tuned.init, jax.random.key(1), x)['params']
     assert jax.tree_util.tree_map(lambda a: a.shape, shapes) == jax.tree_util.tree_map(jnp.shape, params)
@@ -154,10 +154,10 @@ def test_model_rejects_unknown_conv():
 def test_engine_winograd_close_to_direct(tiny_params):
     kw = dict(size=32, key=jax.random.key(3))
     cfg = preset('seed', steps=4)
-    a = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='direct'), **kw)
-    b = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'), **kw)
+    a = visualize_filters(tiny_params, 'block1_conv2', [0, 1, 2], cfg, model=get_model('tiny', conv='direct'), **kw)
+    b = visualize_filters(tiny_params, 'block1_conv2', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'), **kw)
     np.testing.assert_allclose(b.history, a.history, rtol=1e-3, atol=1e-4)
     assert np.max(np.abs(b.images - a.images)) < 0.05  # on 0..255 pixels
-    again = visualize_filters(tiny_params, 'block2_conv1', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'),
+    again = visualize_filters(tiny_params, 'block1_conv2', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'),
                               **kw)
     np.testing.assert_array_equal(again.images, b.images)  # same call, same bytes
