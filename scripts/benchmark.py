@@ -19,8 +19,14 @@ jits its step afresh on every call) is read from ``jax.monitoring`` and taken ou
 
 Random weights of the real shapes are used unless --weights is given (speed does not depend on them).
 
+``--torch PYTHON`` also runs the PyTorch peer (``scripts/torch_peer.py``, the same job in PyTorch, NCHW
+and channels_last at batch 8/16/32) with that interpreter, once before and once after jaxvis's rows,
+and reports jaxvis's best configuration against the peer's best (the better of its two runs per
+configuration), measured in this same run.
+
   python scripts/benchmark.py --n 16 --batch-sizes 1,8,16 --repeats 3 --steps 5
   python scripts/benchmark.py --n 64 --batch-sizes 1,8,32,64 --json > gpu.json   # on a GPU machine
+  python scripts/benchmark.py --n 32 --batch-sizes 8,32 --baseline-n 0 --torch ~/torch-venv/bin/python
 """
 from __future__ import annotations
 
@@ -169,6 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument('--drop-dead', action='store_true',
                     help='also time each batch size with dead filters dropped after step 1 (filter-steps/s then '
                          'counts the steps the dead filters skip as done)')
+    ap.add_argument('--torch', metavar='PYTHON', default=None,
+                    help='a Python with torch: also run scripts/torch_peer.py before and after, in this run')
+    ap.add_argument('--torch-batch-sizes', default='8,16,32')
     ap.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     args = ap.parse_args(argv)
     if args.repeats < 1:
@@ -186,6 +195,7 @@ def main(argv=None) -> int:
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
     out = {'machine': machine(), 'args': {k: (v if isinstance(v, (str, int, float, type(None))) else str(v))
                                           for k, v in vars(args).items()}, 'loadavg_start': os.getloadavg()}
+    peer = [torch_peer(args)] if args.torch else []
     base_n = min(args.n, 4) if args.baseline_n is None else args.baseline_n
     out['baseline'] = run_config(params, args, base_n, 1) if base_n else None
     rows = []
@@ -199,12 +209,41 @@ def main(argv=None) -> int:
                 print(f"batch {row['batch_size']:4d}{' drop-dead' if drop else ''}: "
                       f"{row['filter_steps_per_s']:7.2f} filter-steps/s", file=sys.stderr)
     out['results'] = rows
+    if args.torch:
+        peer.append(torch_peer(args))
+        out['torch'] = compare(rows, peer)
     out['loadavg_end'] = os.getloadavg()
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         _table(out)
     return 0
+
+
+def torch_peer(args) -> dict:
+    """One run of scripts/torch_peer.py with ``args.torch`` (same size and steps as jaxvis's rows)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'torch_peer.py')
+    cmd = [args.torch, script, '--batch-sizes', args.torch_batch_sizes, '--size', str(args.size),
+           '--steps', str(args.steps), '--repeats', str(args.repeats)] + (['--bf16'] if args.dtype == 'bfloat16' else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f'benchmark: the torch peer failed: {proc.stderr.strip().splitlines()[-1:]}')
+    return json.loads(proc.stdout)
+
+
+def compare(rows: list[dict], peer: list[dict]) -> dict:
+    """jaxvis's best row against the peer's best configuration (each the better of its two runs)."""
+    best: dict[tuple, float] = {}
+    for run in peer:
+        for r in run['results']:
+            k = (r['layout'], r['batch'], r['dtype'])
+            best[k] = max(best.get(k, 0.0), r['filter_steps_per_s'])
+    (layout, batch, dtype), rate = max(best.items(), key=lambda kv: kv[1])
+    ours = max(rows, key=lambda r: r['filter_steps_per_s'])
+    return {'version': peer[0]['torch'], 'threads': peer[0]['threads'], 'runs': peer,
+            'best': {'layout': layout, 'batch': batch, 'dtype': dtype, 'filter_steps_per_s': rate},
+            'jaxvis_best': {'batch_size': ours['batch_size'], 'filter_steps_per_s': ours['filter_steps_per_s']},
+            'ratio': ours['filter_steps_per_s'] / rate}
 
 
 def _table(out: dict) -> None:
@@ -220,6 +259,17 @@ def _table(out: dict) -> None:
         print(f"{name:>21} {r['filter_steps_per_s']:10.2f} {r['gflops'] or float('nan'):8.1f} "
               f"{r.get('speedup', 1.0):7.2f} {r['compile_s']:9.2f} {r['cpu_s_per_filter_step']:12.3f} {mem:8.0f} "
               f"{r['dead']:5d}")
+    if 'torch' in out:
+        t = out['torch']
+        for (layout, batch, dtype) in sorted({(r['layout'], r['batch'], r['dtype']) for run in t['runs']
+                                              for r in run['results']}):
+            rates = [r['filter_steps_per_s'] for run in t['runs'] for r in run['results']
+                     if (r['layout'], r['batch'], r['dtype']) == (layout, batch, dtype)]
+            print(f"{'torch ' + layout + ' bs=' + str(batch):>21} {max(rates):10.2f}   (runs before/after: "
+                  f"{', '.join(f'{v:.2f}' for v in rates)})")
+        b = t['best']
+        print(f"jaxvis best (batch {t['jaxvis_best']['batch_size']}) / torch {t['version']} best ({b['layout']}, "
+              f"batch {b['batch']}): {t['ratio']:.2f}x")
 
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ after a warm-up, for:
   winograd2  F(2x2, 3x3) with jaxvis's options     winograd4  F(4x4, 3x3) with jaxvis's options
 
 and prints one row per shape (ms for fwd + input grad, GFLOP/s of the direct-equivalent work, the ratio to
-``xla``) plus which impl :func:`jaxvis.backend.conv_plan.conv_plan` picks at this batch. Timings in one process, so
+``xla``) plus which impl the static rule of :func:`jaxvis.backend.conv_plan.conv_plan` picks at this batch
+(``jaxvis tune`` measures the engine's own choice). Timings in one process, so
 ratios are comparable; absolute numbers move with machine load.
 
   python scripts/conv_layers.py --batch 16
@@ -73,10 +74,11 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--repeats', type=int, default=5)
     args = ap.parse_args(argv)
-    plan = dict(conv_plan.conv_plan(_convs(VGG16_BLOCKS, args.size, 'block5_conv1'), args.size, args.batch, 'auto'))
+    # the static rule (what conv='auto' does with JAXVIS_TUNE=0); `jaxvis tune` prints the measured choice
+    plan = dict(conv_plan.conv_plan(_convs(VGG16_BLOCKS, args.size, 'block5_conv1'), args.batch, 'auto'))
     print(f'batch {args.batch}, {args.size}x{args.size}, jax {jax.__version__}, {jax.default_backend()}; '
           'ms for forward + input gradient (GFLOP/s), x = vs xla')
-    print('| layer (count) | side | in -> out | ' + ' | '.join(IMPLS) + ' | auto picks |')
+    print('| layer (count) | side | in -> out | ' + ' | '.join(IMPLS) + ' | static rule |')
     print('|---' * (len(IMPLS) + 4) + '|')
     totals, auto = dict.fromkeys(IMPLS, 0.0), 0.0
     rng = np.random.default_rng(0)

@@ -205,6 +205,8 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(_W, '_pip_download', no_network)
     # CLI runs in this process must not point JAX's global compilation cache at a test's tmp folder
     monkeypatch.setenv('JAXVIS_COMPILE_CACHE', '0')
+    # no test measures convolution timings (the static plan rule applies) unless it asks to
+    monkeypatch.setenv('JAXVIS_TUNE', '0')
 
 
 @pytest.fixture

@@ -105,10 +105,11 @@ def test_vgg_module_with_plan_matches_direct():
 
 
 def plan_of(upto, size, batch, mode, dtype='float32', backend='cpu'):
-    return tuning_plan.conv_plan(_convs(VGG16_BLOCKS, size, upto), size, batch, mode, dtype, backend=backend)
+    return tuning_plan.conv_plan(_convs(VGG16_BLOCKS, size, upto), batch, mode, dtype, backend=backend)
 
 
-def test_conv_plan_auto_on_cpu_vgg16():
+def test_conv_plan_static_rule_on_cpu_vgg16():
+    # no kernel to time (or JAXVIS_TUNE=0): the static rule
     plan = dict(plan_of('block5_conv1', 128, 16, 'auto'))
     # 64-channel inputs stay direct; 8x8 at batch 16 has too few tiles for either Winograd.
     assert plan == {'block2_conv2': 'winograd4', 'block3_conv1': 'winograd4', 'block3_conv2': 'winograd4',

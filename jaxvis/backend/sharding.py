@@ -2,8 +2,9 @@
 
 Each filter's image depends only on its own key and index (see :mod:`jaxvis.visualize.start`), so a batch of
 filters splits over devices with no communication: :func:`shard_batched` runs the ``vmap``-ed step under
-``shard_map`` on each device's slice. On XLA:CPU the results match the single-device run up to the
-convolutions' batch-shape rounding (about 1 ulp per step; tests/test_sharding.py states the tolerance).
+``shard_map`` on each device's slice. The engine gives every device the same number of images, in groups
+of the same width (:func:`in_groups`), so on XLA:CPU the results are bit for bit those of one device
+(tests/test_sharding.py).
 Multi-host: call ``jax.distributed.initialize()`` first; the mesh here is built from *local* devices only,
 so each process renders its own filters (docs/performance.md).
 """
@@ -13,12 +14,12 @@ import functools
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxvis.backend import xla
 from jaxvis.errors import JaxvisError
-from jaxvis.util import ceil_div
 
 AXIS = 'filters'
 Devices = None | str | Sequence[jax.Device]
@@ -48,12 +49,6 @@ def filter_mesh(devices: Devices = None) -> Mesh | None:
     return None if len(devs) == 1 else Mesh(np.asarray(devs), (AXIS,))
 
 
-def padded_size(n: int, mesh: Mesh | None) -> int:
-    """``n`` rounded up to a multiple of the mesh size (``n`` itself without a mesh)."""
-    k = 1 if mesh is None else mesh.size
-    return ceil_div(n, k) * k
-
-
 def shard(tree, mesh: Mesh | None):
     """Put every leaf of ``tree`` on ``mesh`` split along its leading (filter) axis; no-op without a mesh."""
     if mesh is None:
@@ -68,16 +63,44 @@ def replicate(tree, mesh: Mesh | None):
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None) -> Callable:
+def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None,
+                  width: int | None = None) -> Callable:
     """``jit(vmap(fn, in_axes))``, and with a mesh, under ``shard_map`` on the filter axis.
 
     Arguments with ``in_axes`` 0 are split across devices (their leading size must be a multiple of
     ``mesh.size``), those with None are replicated; every output is split along its leading axis.
+    With ``width``, each device runs its share as ``lax.map`` over groups of ``width`` (its share must be
+    a multiple of it): every operation then sees the same shape whatever the share, which on XLA:CPU
+    makes the results independent of the batch size, bit for bit.
     """
     batched = jax.vmap(fn, in_axes=tuple(in_axes))
+    if width is not None:
+        batched = in_groups(batched, in_axes, width)
     platform = (jax.local_devices() if mesh is None else mesh.devices.flat)[0].platform
     jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform))
     if mesh is None:
         return jit(batched)
     specs = tuple(P() if a is None else P(AXIS) for a in in_axes)
     return jit(jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS)))
+
+
+def in_groups(fn: Callable, in_axes: Sequence[int | None], width: int) -> Callable:
+    """``fn`` (batched along axis 0 of the arguments whose ``in_axes`` is 0) applied to consecutive groups
+    of ``width``, unrolled (a ``lax.map`` loop body compiles to other rounding); the outputs are concatenated back. A share of exactly ``width`` is one call."""
+    def grouped(*args):
+        n = next(jax.tree_util.tree_leaves(a)[0].shape[0] for a, ax in zip(args, in_axes) if ax == 0)
+        if n == width:
+            return fn(*args)
+        split = lambda t: jax.tree_util.tree_map(lambda v: v.reshape((n // width, width) + v.shape[1:]), t)
+        mapped = [i for i, ax in enumerate(in_axes) if ax == 0]
+
+        def one(group):
+            full = list(args)
+            for i, g in zip(mapped, group):
+                full[i] = g
+            return fn(*full)
+
+        groups = [one(tuple(jax.tree_util.tree_map(lambda v: v[j], split(args[i])) for i in mapped))
+                  for j in range(n // width)]
+        return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v), *groups)
+    return grouped

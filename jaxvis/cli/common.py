@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from jaxvis.edge import tuning
 from jaxvis.edge import weights as W
 from jaxvis.edge.locations import OFFICIAL, cache_dir
 from jaxvis.errors import JaxvisError
@@ -93,8 +94,11 @@ def use_compile_cache() -> None:
     """Keep XLA's compiled steps on disk (JAX's persistent compilation cache) so that a rerun with the
     same shapes skips compiling: ``<jaxvis cache>/xla``. A cache folder the user configured wins;
     ``JAXVIS_COMPILE_CACHE=0`` turns it off; a folder that cannot be created means compiling every time.
+    Also loads this machine's measured convolution plan (``jaxvis tune``) from the cache folder.
     """
     import jax
+
+    tuning.use_disk_cache()
 
     if os.environ.get('JAXVIS_COMPILE_CACHE', '1') == '0' or jax.config.jax_compilation_cache_dir:
         return

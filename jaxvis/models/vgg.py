@@ -144,14 +144,14 @@ def TinyVGG(last_layer: str | None = None, **kw) -> VGG:
 
 # ---------------------------------------------------------------- the models
 
-def _convs(blocks, size: int, upto: str | None) -> tuple[tuple[str, int, int], ...]:
-    """``(conv name, input side, input channels)`` for a ``size`` input, up to ``upto``."""
+def _convs(blocks, size: int, upto: str | None) -> tuple[tuple[str, int, int, int], ...]:
+    """``(conv name, input side, input channels, output channels)`` for a ``size`` input, up to ``upto``."""
     out, side, c_in = [], size, 3
     for name, kind, width, _ in layer_table(blocks):
         if kind == 'pool':
             side //= 2
         else:
-            out.append((name, side, c_in))
+            out.append((name, side, c_in, width))
         c_in = width
         if name == upto:
             break
@@ -193,7 +193,7 @@ def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
     variants: dict = {}
 
     def specialize(*, size: int, batch: int, dtype: str = 'float32', upto: str | None = None) -> Model:
-        plan = conv_plan(_convs(blocks, size, upto), size, batch, conv, dtype)
+        plan = conv_plan(_convs(blocks, size, upto), batch, conv, dtype, kernel=conv3x3)
         if not plan:
             return base
         if plan not in variants:

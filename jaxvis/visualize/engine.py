@@ -19,14 +19,17 @@ from jaxvis.models import probe
 from jaxvis.models.forward import params_up_to
 from jaxvis.models.protocol import Model, get_model
 from jaxvis.models.vgg import preprocess as caffe_preprocess
-from jaxvis.util import check_int
+from jaxvis.util import ceil_div, check_int
 from jaxvis.visualize import schedule
 from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.presets import preset
 from jaxvis.visualize.start import filter_keys, from_model_input, start_point, to_model_input
 from jaxvis.visualize.step import batched, make_score, make_step
 
-MAX_BATCH = 32  # filters per compiled call when no batch_size is given
+WIDTH = 8  # images per operation, whatever the job: XLA:CPU's convolutions and matmuls round by the
+# batch *shape* (Eigen picks its blocking from it), never by the batch mates' values, so a fixed width
+# makes every filter's image independent of the batch size, of how many filters are asked for and of
+# the device count (docs/performance.md)
 
 
 class FilterResult(NamedTuple):
@@ -121,8 +124,11 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       model: registry name or :class:`~jaxvis.models.Model`. size: image side in pixels.
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
-      batch_size: filters per compiled batch (memory bound); None: all at once up to 32. A last partial
-        chunk is padded only to a multiple of 8 (per device).
+      batch_size: filters per device in each compiled call (memory bound); None: :data:`WIDTH` (8).
+        Every call has this shape (a last, partial chunk is padded), so an image never depends on how
+        many filters are asked for, on its batch mates or on the device count; on CPU it does depend,
+        by rounding that grows over the steps, on ``batch_size`` itself: leave it alone for results
+        comparable across runs.
       snapshot_every: also return the images every k steps (to watch the filters form).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
@@ -145,7 +151,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     mesh = sharding.filter_mesh(devices)
     p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
-    bs = sharding.padded_size(min(n, batch_size or MAX_BATCH), mesh)
+    bs = ceil_div(batch_size or WIDTH, WIDTH) * WIDTH * (1 if mesh is None else mesh.size)
 
     start = None
     if init is not None:
@@ -173,7 +179,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         return x, opt_init(x), f, keys
 
     out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x, f), to_x, n, bs, cfg.steps,
-                       snap_steps, progress, drop_dead, round_to=8 * (1 if mesh is None else mesh.size))
+                       snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
     return FilterResult(
         images=np.asarray(model.deprocess(out.x)).astype(np.float32),
@@ -192,8 +198,7 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     """The jitted step, scorer, start maker, optimizer init and input maps for one configuration,
     reused by every call with an equal one (configs from presets compare equal)."""
     objective = cfg.objective(layer)
-    per_device = bs // (1 if mesh is None else mesh.size)
-    step = batched(make_step(model, layer, cfg, objective, size=size, batch=per_device), mesh)
+    step = batched(make_step(model, layer, cfg, objective, size=size, batch=WIDTH), mesh, WIDTH)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))

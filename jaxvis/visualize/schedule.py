@@ -5,8 +5,8 @@ gradient exactly 0 at its start image, so a step leaves the image bit for bit un
 deterministic and ignores the step number (:func:`can_drop_dead`), that image is a fixed point: every
 later step would return it again, with objective 0. :func:`run` with ``drop_dead`` takes the first step
 for every filter, then packs only the live ones into full batches for the remaining steps; a dead
-filter's result is exactly what running all its steps gives. (The live filters share their batches with
-other filters than without the drop, which on XLA:CPU moves their pixels by float rounding only.)
+filter's result is exactly what running all its steps gives, and a live one's too: it shares its batch
+with other filters than without the drop, and no image depends on its batch mates.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import numpy as np
 from jaxvis import optim
 from jaxvis import regularizers as R
 from jaxvis import transforms as T
-from jaxvis.util import ceil_div
 from jaxvis.visualize.config import FilterConfig
 
 
@@ -45,11 +44,9 @@ def can_drop_dead(cfg: FilterConfig) -> bool:
 
 
 def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int, bs: int, steps: int,
-        snap_steps: set[int], progress: Callable[[int], None] | None = None, drop_dead: bool = False,
-        round_to: int = 8) -> Chunked:
+        snap_steps: set[int], progress: Callable[[int], None] | None = None, drop_dead: bool = False) -> Chunked:
     """Optimize ``n`` filters in chunks of ``bs``. A last, partial chunk is padded (by repeating its last
-    filter) only up to a multiple of ``round_to`` (at most ``bs``): one more compiled shape, but a batch
-    of 3 live filters does not cost a batch of 32.
+    filter) to ``bs``: every call has the same shape, so no image depends on how many filters share it.
 
     begin(pos [bs] positions into the n filters, x=None or [bs, H, W, 3] model input to resume from)
       -> (x, opt_state, f, keys), batched on the devices;
@@ -58,7 +55,7 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
     """
     first = 1 if drop_dead else steps
     parts = []
-    for pos, real in _chunks(np.arange(n), bs, round_to):
+    for pos, real in _chunks(np.arange(n), bs):
         state = begin(pos)
         x0 = np.asarray(to_x(state[0]))[:real] if drop_dead else None
         xm, hist, snaps = advance(step, state, range(first), snap_steps, to_x, progress, real,
@@ -80,7 +77,7 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
     snapshots = np.repeat(x[None], len(snap_steps), axis=0) if snap_steps else None  # the dead stay put
     if early:
         snapshots[:early] = snaps
-    for pos, real in _chunks(np.flatnonzero(~dead), bs, round_to):
+    for pos, real in _chunks(np.flatnonzero(~dead), bs):
         state = begin(pos, x=x[pos])
         xm, hist, snaps = advance(step, state, range(first, steps), snap_steps, to_x, progress, real, end=steps)
         done = pos[:real]
@@ -91,13 +88,11 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
     return Chunked(x, losses, history, snapshots)
 
 
-def _chunks(pos: np.ndarray, bs: int, round_to: int):
-    """``(positions padded by repeating the last one, number of real ones)`` per chunk of at most ``bs``;
-    a chunk is padded to ``bs`` or to the next multiple of ``round_to``, whichever is smaller."""
+def _chunks(pos: np.ndarray, bs: int):
+    """``(positions padded to ``bs`` by repeating the last one, number of real ones)`` per chunk."""
     for lo in range(0, len(pos), bs):
         chunk = pos[lo:lo + bs]
-        size = min(bs, ceil_div(len(chunk), round_to) * round_to)
-        yield np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))]), len(chunk)
+        yield np.concatenate([chunk, np.repeat(chunk[-1:], bs - len(chunk))]), len(chunk)
 
 
 def advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: int | None):

@@ -1,0 +1,141 @@
+"""The convolution plan measured on the machine that runs it.
+
+For each 3x3 convolution shape ``(side, c_in, c_out)`` at the engine's batch, :func:`best_impl` times a
+direct convolution, Winograd F(2x2, 3x3) and F(4x4, 3x3) (forward plus input gradient, the work of one
+ascent step, compiled with :func:`jaxvis.backend.xla.compiler_options`) and keeps the fastest; Winograd
+must win by :data:`MARGIN` to be chosen (a direct convolution is XLA's own, and rounds as it does).
+Results live in an in-memory table keyed by the shape, the batch, the CPU model and the jax version;
+:func:`table` / :func:`load` and a ``keep`` callback (:func:`keep_with`) let the edge keep it on disk
+(``jaxvis.edge.tuning.use_disk_cache``, which the CLI calls), so a machine measures once. Without it a
+process measures what it needs once, in memory. ``JAXVIS_TUNE=0`` turns measuring off: then the static
+rule of :mod:`.conv_plan` applies.
+
+A plan depends on the layer's shape and on the machine, never on how many filters are asked for or on
+the device count: the engine always compiles the same per-device batch (``visualize.engine.WIDTH``).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis.backend.xla import compiler_options
+
+IMPLS = ('direct', 'winograd2', 'winograd4')
+MARGIN = 1.05        # Winograd must be this much faster than direct to be chosen
+MIN_CHANNELS = 64    # below this many input channels the transforms always lose (measured: docs/performance.md)
+REPEATS = 3
+
+
+class Key(NamedTuple):
+    side: int
+    c_in: int
+    c_out: int
+    batch: int
+
+
+def machine_id() -> str:
+    """The CPU model and jax version the table belongs to."""
+    model = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), '')
+    except OSError:
+        pass
+    return f'{model or platform.processor() or platform.machine()} | {os.cpu_count()} cpus | jax {jax.__version__}'
+
+
+_TABLE: dict[str, dict[str, float]] = {}   # 'side,c_in,c_out,batch' -> {impl: seconds}
+_KEEP: list[Callable[[dict], None]] = []    # called with table() after every new measurement
+
+
+def table() -> dict:
+    """``{'machine': machine_id(), 'timings': {key: {impl: seconds}}}`` (for keeping on disk)."""
+    return {'machine': machine_id(), 'timings': {k: dict(v) for k, v in _TABLE.items()}}
+
+
+def load(data: dict) -> bool:
+    """Take timings measured earlier, if they are this machine's; returns whether they were taken."""
+    if not isinstance(data, dict) or data.get('machine') != machine_id():
+        return False
+    for k, v in (data.get('timings') or {}).items():
+        if isinstance(v, dict) and set(v) <= set(IMPLS):
+            _TABLE[k] = {impl: float(t) for impl, t in v.items()}
+    return True
+
+
+def clear() -> None:
+    """Forget every timing (and stop keeping them: see :func:`keep_with`)."""
+    _TABLE.clear()
+    _KEEP.clear()
+
+
+def keep_with(keep: Callable[[dict], None] | None) -> None:
+    """Call ``keep(table())`` after every new measurement (None: stop)."""
+    _KEEP.clear()
+    if keep is not None:
+        _KEEP.append(keep)
+
+
+def measuring() -> bool:
+    return os.environ.get('JAXVIS_TUNE', '1') not in ('0', 'off', 'false')
+
+
+def _key(k: Key) -> str:
+    return f'{k.side},{k.c_in},{k.c_out},{k.batch}'
+
+
+Conv = Callable[[jax.Array, jax.Array, str], jax.Array]  # (x [N,H,W,C], w [3,3,C,K], impl) -> [N,H,W,K]
+
+
+def time_impl(conv: Conv, impl: str, k: Key, timer: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds of one forward + input-gradient of a ``k`` convolution ``conv(x, w, impl)``."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((k.batch, k.side, k.side, k.c_in)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, k.c_in, k.c_out)) * 0.05, jnp.float32)
+    ct = jnp.ones((k.batch, k.side, k.side, k.c_out), jnp.float32)
+    step = jax.jit(lambda x, w, ct: jax.vjp(lambda a: conv(a, w, impl), x)[1](ct)[0],
+                   compiler_options=compiler_options())
+    jax.block_until_ready(step(x, w, ct))
+    runs = []
+    for _ in range(REPEATS):
+        t0 = timer()
+        jax.block_until_ready(step(x, w, ct))
+        runs.append(timer() - t0)
+    return statistics.median(runs)
+
+
+def measure(conv: Conv, k: Key, timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Time every implementation for ``k`` and remember it (the table); returns ``{impl: seconds}``."""
+    timings = {impl: time_impl(conv, impl, k, timer) for impl in IMPLS}
+    _TABLE[_key(k)] = timings
+    for keep in _KEEP:
+        keep(table())
+    return timings
+
+
+def choose(timings: dict[str, float]) -> str:
+    """The fastest implementation; Winograd only if it beats direct by :data:`MARGIN`."""
+    best = min(timings, key=timings.get)
+    return best if best == 'direct' or timings[best] * MARGIN < timings['direct'] else 'direct'
+
+
+def best_impl(conv: Conv, side: int, c_in: int, c_out: int, batch: int, default: Callable[[], str],
+              timer: Callable[[], float] = time.perf_counter) -> str:
+    """The measured choice for this convolution (measuring ``conv``'s implementations now if the table
+    lacks it and measuring is on); ``default()`` when it is off and nothing was measured."""
+    k = Key(int(side), int(c_in), int(c_out), int(batch))
+    if c_in < MIN_CHANNELS or side < 2:
+        return 'direct'
+    timings = _TABLE.get(_key(k))
+    if timings is None:
+        if not measuring():
+            return default()
+        timings = measure(conv, k, timer)
+    return choose(timings)

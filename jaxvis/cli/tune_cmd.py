@@ -1,0 +1,49 @@
+"""``jaxvis tune``: measure, on this machine, which algorithm each VGG convolution should use."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from jaxvis.backend import tune
+from jaxvis.edge import tuning
+from jaxvis.errors import JaxvisError
+from jaxvis.models.vgg import BLOCKS, _convs
+from jaxvis.models.winograd import conv3x3
+from jaxvis.util import check_int
+from jaxvis.visualize.engine import WIDTH
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        'tune', help="measure the fastest convolution algorithm per VGG layer on this machine",
+        description='Time a direct convolution and Winograd F(2x2,3x3) / F(4x4,3x3) (forward and input '
+                    "gradient) for each convolution of the model at the engine's batch, print the table, and "
+                    "keep it in jaxvis's cache for conv='auto' (measured once per CPU model and jax version).")
+    p.add_argument('--model', default='vgg16', choices=('vgg16', 'vgg19'), help='VGG to tune (default vgg16)')
+    p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
+    p.add_argument('--layer', default='block5_conv1', help='deepest layer (default block5_conv1)')
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    check_int('size', args.size, low=1)
+    convs = _convs(BLOCKS[args.model], args.size, args.layer)
+    if convs[-1][0] != args.layer:
+        raise JaxvisError(f'{args.layer} is not a convolution of {args.model}')
+    os.environ['JAXVIS_TUNE'] = '1'
+    tune.clear()  # re-measure everything; the table is written once, at the end
+    print(f'{tune.machine_id()}; batch {WIDTH} per call, {args.size}x{args.size}; '
+          'ms for forward + input gradient (x = speed-up over direct)')
+    print('| layer | side | in -> out | ' + ' | '.join(tune.IMPLS) + ' | auto picks |')
+    print('|---' * (len(tune.IMPLS) + 4) + '|')
+    for name, side, c_in, c_out in convs:
+        if c_in < tune.MIN_CHANNELS:
+            print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in tune.IMPLS) + ' | direct |')
+            continue
+        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, WIDTH))
+        cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
+        print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
+    saved = tuning.save()
+    print(f'kept in {saved}' if saved else 'could not write the cache folder: the table was not kept')
+    return 0

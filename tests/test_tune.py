@@ -1,0 +1,111 @@
+"""The convolution plan measured on the machine (jaxvis.backend.tune), with a fake timer; kept on disk
+by jaxvis.edge.tuning; re-measured and printed by ``jaxvis tune``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jaxvis.backend import conv_plan as plan_mod
+from jaxvis.backend import tune
+from jaxvis.cli import main
+from jaxvis.edge import tuning
+from jaxvis.models.vgg import VGG16_BLOCKS, _convs
+from jaxvis.models.winograd import conv3x3
+
+
+@pytest.fixture(autouse=True)
+def fresh_table(monkeypatch, tmp_path):
+    monkeypatch.setenv('JAXVIS_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv('JAXVIS_TUNE', '1')
+    tune.clear()
+    yield
+    tune.clear()
+
+
+def fake_timer(durations):
+    """A clock that makes the i-th timed run last ``durations[i]`` seconds (start and end reads)."""
+    reads, now = [], 0.0
+    for d in durations:
+        reads += [now, now + d]
+        now += d + 1.0
+    it = iter(reads)
+    return lambda: next(it)
+
+
+def cheap(x, w, impl):
+    """A stand-in kernel (the timer is fake, so what runs only has to compile fast): ``[N,H,W,K]``."""
+    return x[..., :w.shape[-1]] * w[0, 0, 0]
+
+
+def timings_for(direct, w2, w4):
+    return [direct] * tune.REPEATS + [w2] * tune.REPEATS + [w4] * tune.REPEATS
+
+
+def test_time_impl_runs_the_kernel_and_takes_the_median():
+    k = tune.Key(side=4, c_in=64, c_out=8, batch=1)
+    assert tune.time_impl(conv3x3, 'winograd2', k, fake_timer([0.3, 0.1, 0.2])) == pytest.approx(0.2)
+
+
+def test_measured_choice_with_margin_and_cache():
+    # F4 wins clearly, F2 a little
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer(timings_for(1.0, 0.97, 0.5))) \
+        == 'winograd4'
+    assert tune.table()['timings']['4,64,8,1'] == pytest.approx({'direct': 1.0, 'winograd2': 0.97, 'winograd4': 0.5})
+    # a second ask reads the table: a timer that would fail if read proves nothing is measured
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer([])) == 'winograd4'
+    # winning by less than MARGIN is not enough: a direct convolution is XLA's own
+    assert tune.choose({'direct': 1.0, 'winograd2': 1.0 / tune.MARGIN * 1.01, 'winograd4': 2.0}) == 'direct'
+    assert tune.choose({'direct': 1.0, 'winograd2': 0.5, 'winograd4': 0.6}) == 'winograd2'
+    # the batch is part of the key: batch 2 is measured anew
+    assert tune.best_impl(cheap, 4, 64, 8, 2, lambda: 'direct', timer=fake_timer(timings_for(1.0, 2.0, 3.0))) \
+        == 'direct'
+    assert set(tune.table()['timings']) == {'4,64,8,1', '4,64,8,2'}
+
+
+def test_measuring_off_uses_the_default_and_few_channels_stay_direct(monkeypatch):
+    monkeypatch.setenv('JAXVIS_TUNE', '0')
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'winograd2', timer=fake_timer([])) == 'winograd2'
+    assert tune.table()['timings'] == {}
+    monkeypatch.setenv('JAXVIS_TUNE', '1')
+    assert tune.best_impl(cheap, 4, 3, 8, 1, lambda: 'winograd2', timer=fake_timer([])) == 'direct'
+
+
+def test_the_plan_follows_the_table():
+    convs = _convs(VGG16_BLOCKS, 32, 'block3_conv1')  # block1_conv2 is the first with 64 input channels
+    for name, side, c_in, c_out in convs:
+        if c_in >= tune.MIN_CHANNELS:
+            tune._TABLE[f'{side},{c_in},{c_out},8'] = ({'direct': 1.0, 'winograd2': 0.9, 'winograd4': 0.1}
+                                                       if name == 'block2_conv2' else
+                                                       {'direct': 1.0, 'winograd2': 0.5, 'winograd4': 0.9})
+    plan = plan_mod.conv_plan(convs, 8, 'auto', kernel=cheap, backend='cpu')
+    assert plan == (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd2'), ('block2_conv2', 'winograd4'),
+                    ('block3_conv1', 'winograd2'))
+    assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=conv3x3, backend='cpu') == ()
+
+
+def test_table_kept_on_disk_per_machine(monkeypatch):
+    assert not tuning.use_disk_cache()  # nothing there yet; from now on measurements are kept
+    tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer(timings_for(1.0, 0.5, 0.9)))
+    data = json.loads(tuning.path().read_text())
+    assert data['machine'] == tune.machine_id() and '4,64,8,1' in data['timings']
+    tune.clear()
+    assert tuning.use_disk_cache()  # the next process reads it and measures nothing
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer([])) == 'winograd2'
+    tune.clear()
+    monkeypatch.setattr(tune, 'machine_id', lambda: 'another CPU | 2 cpus | jax 0')
+    assert not tuning.use_disk_cache()  # another machine's table is not taken
+    assert tune.table()['timings'] == {}
+
+
+def test_tune_command_prints_and_keeps_the_table(monkeypatch, capsys):
+    fake = {'direct': 2.0, 'winograd2': 1.0, 'winograd4': 1.5}
+    monkeypatch.setattr(tune, 'time_impl', lambda conv, impl, k, timer=None: fake[impl] * k.c_in / 64)
+    assert main(['tune', '--size', '32', '--layer', 'block3_conv1']) == 0
+    out = capsys.readouterr().out
+    assert '| block1_conv1 | 32 | 3 -> 64 | - | - | - | direct |' in out
+    assert '| block2_conv1 | 16 | 64 -> 128 | 2000.0 (x1.00) | 1000.0 (x2.00) | 1500.0 (x1.33) | winograd2 |' in out
+    assert json.loads(tuning.path().read_text())['timings']['8,128,256,8'] == {
+        'direct': 4.0, 'winograd2': 2.0, 'winograd4': 3.0}
+    assert main(['tune', '--layer', 'pool9']) == 2
+    assert 'pool9' in capsys.readouterr().err
