@@ -40,6 +40,15 @@ def check_float(name: str, value, *, low: float | None = None, high: float | Non
     return v
 
 
+SEED_MAX = 2**32 - 1  # jax.random.key keeps 32 bits without x64: 2**32 gives the same key as 0, -1 as 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """A random seed for ``jax.random.key``: a whole number in ``[0, 2**32 - 1]`` (every other value
+    would alias one of those, or overflow)."""
+    return check_int('seed', seed, low=0, high=SEED_MAX)
+
+
 def check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise JaxvisError(f'{name} must be one of {", ".join(map(str, allowed))}; got {value!r}')
