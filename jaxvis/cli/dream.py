@@ -1,8 +1,8 @@
 """``jaxvis dream``: DeepDream a photo, or dream a zooming sequence into frames, a GIF or an MP4.
 
 Writes ``--out`` (the last frame, PNG), ``<out without extension>.json`` (manifest), and with
-``--frames N > 1`` every frame as a PNG in ``--frames-dir`` as soon as it is done, so a Ctrl-C keeps
-the finished frames (and a manifest saying where it stopped).
+``--frames N > 1`` every frame as a PNG in ``--frames-dir`` as soon as it is done, and the manifest
+after it, so a Ctrl-C or a full disk keeps the finished frames and a manifest saying where it stopped.
 """
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             manifest['outputs']['frames_dir'] = os.path.abspath(outputs['frames_dir'])
         manifest['history'].append(_history_json(i, result.history))
         manifest['frames_done'] = i + 1
+        if outputs['frames_dir']:  # a sequence: the last manifest written always matches the frames there
+            _write_manifest(outputs['manifest'], manifest, started)
 
     def write(name, save, *a, **k):
         save(outputs[name], *a, **k)
