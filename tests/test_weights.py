@@ -56,6 +56,13 @@ def put(folder, name, content=b'x'):
     return folder / name
 
 
+def put_hed(folder, content=b'x'):
+    """A HED conversion in ``folder`` with the sha256 record jaxvis writes beside it."""
+    path = put(folder, W.HED.name, content)
+    W.record_digest(path)
+    return path
+
+
 def leftovers(folder):
     """Hidden temp files or folders (``.*.part``, ``.hed-*``) left behind."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith('.')) if folder.exists() else []
@@ -131,7 +138,7 @@ def test_model_specific_names(isolated):
 
 
 def test_official_preferred_over_converted_hed_and_hed_only_for_vgg16(isolated):
-    put(isolated.cache, W.HED.name)
+    put_hed(isolated.cache)
     assert W.resolve('vgg16', download=False, progress=False).name == W.HED.name
     put(isolated.cache, V16)
     assert W.resolve('vgg16', download=False).name == V16
@@ -140,7 +147,7 @@ def test_official_preferred_over_converted_hed_and_hed_only_for_vgg16(isolated):
 
 
 def test_hed_note_on_stderr_only_with_progress(isolated, capsys):
-    put(isolated.cache, W.HED.name)
+    put_hed(isolated.cache)
     W.resolve('vgg16', progress=False)
     assert capsys.readouterr().err == ''
     W.resolve('vgg16', progress=True)
@@ -166,7 +173,7 @@ def test_nothing_anywhere_and_no_network_says_what_was_tried(isolated):
 
 def test_describe_and_cached(isolated, monkeypatch, tmp_path):
     a = put(isolated.weights, V16, b'abc')
-    b = put(isolated.cache, W.HED.name, b'hed')
+    b = put_hed(isolated.cache, b'hed')
     c = put(isolated.keras, 'my_finetune.h5', b'user' * 1000)
     put(isolated.cache, f'.{V16}.x.part', b'partial')
     put(isolated.cache, 'notes.txt', b'not weights')
@@ -421,14 +428,23 @@ def test_cached_file_changed_in_place_offline_says_where_and_how(isolated, monke
 
 
 def test_hed_conversion_is_checked_against_its_recorded_sha256(isolated):
-    f = put(isolated.cache, W.HED.name, b'converted' * 100)
-    assert W.resolve('vgg16', download=False, progress=False) == f  # no record (an older jaxvis): recorded now
-    record = isolated.cache / (W.HED.name + '.sha256')
-    assert record.read_text().split()[0] == hashlib.sha256(b'converted' * 100).hexdigest()
+    f = put_hed(isolated.cache, b'converted' * 100)
+    assert W.resolve('vgg16', download=False, progress=False) == f
     f.write_bytes(b'cOnverted' + b'converted' * 99)  # same size, one byte changed
     with pytest.raises(WeightsError, match=r'failed its check \(sha256'):
         W.resolve('vgg16', download=False, progress=False)
     assert sorted(os.listdir(isolated.cache)) == [W.HED.name + '.damaged', W.HED.name + '.damaged.sha256']
+
+
+def test_hed_conversion_without_a_record_is_recorded_only_if_it_loads(isolated, vgg16_h5):
+    """Converted by a jaxvis that kept no sha256: a truncated one is caught by loading, a whole one recorded."""
+    f = put(isolated.cache, W.HED.name, open(vgg16_h5, 'rb').read()[:100_000])
+    with pytest.raises(WeightsError, match=r'no sha256 recorded, and it does not load'):
+        W.resolve('vgg16', download=False, progress=False)
+    assert os.listdir(isolated.cache) == [W.HED.name + '.damaged']
+    shutil.copy(vgg16_h5, f)
+    assert W.resolve('vgg16', download=False, progress=False) == f
+    assert (isolated.cache / (W.HED.name + '.sha256')).read_text().split()[0] == W.file_digest(vgg16_h5)
 
 
 def test_users_own_files_are_never_checked_or_moved(isolated, monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from jaxvis.edge.files import atomic_path
 from jaxvis.errors import WeightsError
+from jaxvis.models.keras_h5 import load_keras_h5
 
 CHUNK = 1 << 20
 
@@ -130,13 +131,18 @@ def record_digest(path: str | os.PathLike) -> str:
 
 def damage(path: Path) -> str | None:
     """Why the cached file ``path`` fails its hash (one phrase), or None if it passes or jaxvis knows
-    no hash for it. A HED conversion with no record yet (written by an older jaxvis) gets one now."""
+    no hash for it. A HED conversion with no record yet (written by an older jaxvis) gets one now if it
+    loads (:func:`jaxvis.models.load_keras_h5` finds truncation and wrong layouts)."""
     official = {o.name: o.md5 for o in OFFICIAL.values()}
     if path.name in official:
         algorithm, want = 'md5', official[path.name]
     elif path.name == HED.name:
         record = digest_record(path)
-        if not record.is_file():
+        if not record.is_file():  # converted by a jaxvis that kept no record: it must at least load
+            try:
+                load_keras_h5(path, model='vgg16')
+            except WeightsError as e:
+                return f'no sha256 recorded, and it does not load: {e}'
             record_digest(path)
             return None
         algorithm, want = 'sha256', (record.read_text(errors='replace').split() or [''])[0]
