@@ -55,8 +55,14 @@ def check_choice(name: str, value, allowed) -> None:
 
 
 def _range(low, high, low_open=False, high_open=False) -> str:
+    lo, hi = _num(low), _num(high)
     if low is not None and high is not None:
-        return f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+        return f'in {"(" if low_open else "["}{lo}, {hi}{")" if high_open else "]"}'
     if low is not None:
-        return f'{">" if low_open else ">="} {low:g}'
-    return f'{"<" if high_open else "<="} {high:g}'
+        return f'{">" if low_open else ">="} {lo}'
+    return f'{"<" if high_open else "<="} {hi}'
+
+
+def _num(v) -> str:
+    """A bound as written: whole numbers in full (4294967295), others as ``:g``."""
+    return '' if v is None else str(v) if isinstance(v, int) else f'{v:g}'

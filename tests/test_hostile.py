@@ -111,6 +111,48 @@ def test_a_bad_input_run_as_a_program_is_one_line_too(tiny_cli, tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
+# ---------------------------------------------------------------- the library says the same, where it defines the option
+
+def _library_cases():
+    from jaxvis import display, transforms as T, regularizers as R, util
+    from jaxvis.dream import DreamConfig
+    from jaxvis.visualize import preset
+    return [
+        (lambda: T.jitter(-4), 'jitter must be in [0, 4096], got -4'),
+        (lambda: T.pad(-1), 'pad width must be in [0, 4096], got -1'),
+        (lambda: T.crop_jitter(-2), 'crop jitter must be in [0, 4096], got -2'),
+        (lambda: T.random_scale(()), 'random_scale needs at least one scale'),
+        (lambda: T.random_scale((0.0, 1.0)), 'scale must be in (0, 16], got 0.0'),
+        (lambda: T.random_rotate((1000.0,)), 'angle must be in [-360, 360], got 1000.0'),
+        (lambda: R.gaussian_blur(1.0, 0), 'blur every must be >= 1, got 0'),
+        (lambda: preset('seed', blur_every=0), 'blur every must be >= 1, got 0'),
+        (lambda: preset('seed', decay=1.0), 'decay must be in [0, 1), got 1.0'),
+        (lambda: DreamConfig(octave_scale=0.5), 'octave scale must be in [1, 4], got 0.5'),
+        (lambda: files.check_fps(0), 'fps must be in [1, 100], got 0'),
+        (lambda: files.save_gif('x.gif', [np.zeros((2, 2, 3), np.uint8)], duration_ms=1),
+         'GIF frame duration (ms) must be >= 10, got 1'),
+        (lambda: display.check_margin(-1), 'margin must be in [0, 256], got -1'),
+        (lambda: display.grid([np.zeros((2, 2, 3), np.uint8)], margin=1000), 'margin must be in [0, 256], got 1000'),
+        (lambda: util.check_seed(2**32), 'seed must be in [0, 4294967295], got 4294967296'),
+    ]
+
+
+@pytest.mark.parametrize('i', range(15))
+def test_library_raises_the_same_one_line(i):
+    call, message = _library_cases()[i]
+    with pytest.raises(JaxvisError) as e:
+        call()
+    assert str(e.value) == message
+
+
+def test_cli_line_is_the_library_message(tiny_cli, tmp_path, capsys):
+    from jaxvis import transforms as T
+    with pytest.raises(JaxvisError) as e:
+        T.jitter(-4)
+    code, err = run_cli(F + ['--jitter', '-4', '--out', str(tmp_path / 'o')], capsys)
+    assert code == 2 and err == f'jaxvis: error: {e.value}\n'
+
+
 # ---------------------------------------------------------------- output checked by writing
 
 @pytest.mark.skipif(not HAS_PROC, reason='needs /proc')
