@@ -6,9 +6,15 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxvis.util import ceil_div
+from jaxvis.util import ceil_div, check_int
 
 EPS = 1e-7
+MAX_MARGIN = 256  # pixels between grid tiles
+
+
+def check_margin(margin) -> int:
+    """Pixels between grid tiles: a whole number in ``[0, MAX_MARGIN]``."""
+    return check_int('margin', margin, low=0, high=MAX_MARGIN)
 
 
 def seed_normalize(image: np.ndarray) -> np.ndarray:
@@ -61,6 +67,7 @@ def grid(tiles: Sequence[np.ndarray], *, margin: int = 5, cols: int | None = Non
     ``cols`` defaults to the squarest grid (seed 003: 8 x 8 for 64). Margins of ``margin`` px between
     tiles, none outside. Returns [rows*H + (rows-1)*margin, cols*W + (cols-1)*margin, 3] uint8.
     """
+    margin = check_margin(margin)
     tiles = [np.asarray(t, np.uint8) for t in tiles]
     if not tiles:
         raise ValueError('no tiles to put in a grid')

@@ -47,6 +47,11 @@ def _every(k: int, fn: Callable[[jax.Array], jax.Array]) -> Callable:
     return lambda x, g, step: jnp.where(step % k == 0, fn(x), x)
 
 
+def check_every(every) -> int:
+    """How often a blur runs, in steps: a whole number >= 1."""
+    return check_int('blur every', every, low=1)
+
+
 @functools.cache
 def gaussian_blur(sigma: float, every: int = 1, radius: int | None = None) -> Regularizer:
     """Gaussian blur of std ``sigma`` px on steps ``0, every, 2*every, ...`` (Yosinski's theta_b).
@@ -55,7 +60,7 @@ def gaussian_blur(sigma: float, every: int = 1, radius: int | None = None) -> Re
     that the deep-visualization-toolbox uses.
     """
     check_float('blur sigma', sigma, low=0.0, high=MAX_SIGMA, low_open=True)
-    check_int('blur every', every, low=1)
+    check_every(every)
     return Regularizer(_every(every, lambda x: image_ops.gaussian_blur(x, sigma, radius=radius)),
                        f'gaussian_blur(sigma={sigma}, every={every}, radius={radius})')
 
@@ -64,7 +69,7 @@ def gaussian_blur(sigma: float, every: int = 1, radius: int | None = None) -> Re
 def box_blur(size: int = 3, every: int = 1) -> Regularizer:
     """Mean over a ``size`` x ``size`` window (seed 000's ``cv2.blur(img, (3, 3))``)."""
     check_int('box blur size', size, low=1, high=2 * MAX_SIGMA + 1)
-    check_int('blur every', every, low=1)
+    check_every(every)
     return Regularizer(_every(every, lambda x: image_ops.box_blur(x, size)), f'box_blur({size}, every={every})')
 
 

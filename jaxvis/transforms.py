@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvis import image_ops
+from jaxvis.errors import JaxvisError
 from jaxvis.util import check_float, check_int
 
 Transform = Callable[[jax.Array, jax.Array], jax.Array]
@@ -62,6 +63,7 @@ def compose(*transforms: Transform) -> Transform:
 # (lucid/optvis/transform.py). Shapes stay static under jit: a transform's output shape depends only on
 # its input shape. Scale and rotate resample bilinearly about the image centre ((H - 1) / 2, (W - 1) / 2).
 
+MAX_SCALE = 16.0  # zoom factor of random_scale
 LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))          # 0.90, 0.92, ..., 1.10
 LUCID_ANGLES = tuple(float(a) for a in range(-10, 11)) + 5 * (0.0,)   # degrees; 0 drawn 6 times in 26
 
@@ -71,8 +73,10 @@ def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
     """Pad ``width`` pixels on each side: ``[H, W, C] -> [H + 2w, W + 2w, C]`` (Lucid's ``pad``).
 
     ``mode`` as ``jnp.pad`` ('constant' fills ``value``; Lucid's standard transforms pad 0.5 gray).
-    The key is unused.
+    The key is unused. Raises JaxvisError for a width outside ``[0, MAX_SHIFT]``.
     """
+    width = check_int('pad width', width, low=0, high=MAX_SHIFT)
+
     def apply(key, x):
         widths = [(width, width), (width, width)] + [(0, 0)] * (x.ndim - 2)
         if mode == 'constant':
@@ -83,8 +87,10 @@ def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
 
 @functools.cache
 def crop_jitter(d: int) -> Transform:
-    """Lucid's ``jitter(d)``: a random ``[H - d, W - d]`` crop (offsets uniform in ``0..d``)."""
-    if d <= 0:
+    """Lucid's ``jitter(d)``: a random ``[H - d, W - d]`` crop (offsets uniform in ``0..d``, ``d`` in
+    ``[0, MAX_SHIFT]``)."""
+    d = check_int('crop jitter', d, low=0, high=MAX_SHIFT)
+    if d == 0:
         return identity()
 
     def apply(key, x):
@@ -111,7 +117,9 @@ def random_scale(scales=LUCID_SCALES, *, mode: str = 'nearest', cval: float = 0.
     Lucid resizes the image (its shape changes); here the content is zoomed inside the same frame, so a
     factor below 1 fills the border by ``mode`` ('nearest': repeat the edge, e.g. the gray padding).
     """
-    scales = tuple(check_float('scale', s, low=0.0, low_open=True) for s in scales)
+    scales = tuple(check_float('scale', s, low=0.0, high=MAX_SCALE, low_open=True) for s in scales)
+    if not scales:
+        raise JaxvisError('random_scale needs at least one scale')
     return _named(lambda key, x: scale(x, jax.random.choice(key, jnp.asarray(scales, jnp.float32)), mode=mode,
                                        cval=cval), f'random_scale({scales})')
 
@@ -121,6 +129,8 @@ def random_rotate(angles=LUCID_ANGLES, *, mode: str = 'constant', cval: float = 
     """Rotate by an angle in degrees drawn uniformly from ``angles`` (Lucid's ``random_rotate``; the
     corners fill with ``cval``, 0 like ``tfa.image.rotate``)."""
     angles = tuple(check_float('angle', a, low=-360.0, high=360.0) for a in angles)
+    if not angles:
+        raise JaxvisError('random_rotate needs at least one angle')
     return _named(lambda key, x: rotate(x, jax.random.choice(key, jnp.asarray(angles, jnp.float32)), mode=mode,
                                         cval=cval), f'random_rotate({len(angles)} angles)')
 

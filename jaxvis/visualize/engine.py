@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxvis.backend import sharding, xla
 from jaxvis.errors import JaxvisError
-from jaxvis.models import probe
+from jaxvis.models import footprint, probe
 from jaxvis.models.forward import params_up_to
 from jaxvis.models.protocol import Model, get_model
 from jaxvis.models.vgg import preprocess as caffe_preprocess
@@ -90,7 +90,8 @@ def check_request(model: Model, layer: str, filters, *, size: int, config: Filte
                   params=None) -> np.ndarray:
     """Every check of :func:`visualize_filters` that needs no compute; returns the filter indices.
 
-    Raises JaxvisError: unknown layer, filter out of range, size too small, bad batch size or snapshot
+    Raises JaxvisError: unknown layer, filter out of range, size too small or too big to fit in memory,
+    bad batch size or snapshot
     interval, ``drop_dead`` with a config that can move a zero-gradient image.
     """
     check_int('size', size, low=1)
@@ -99,6 +100,9 @@ def check_request(model: Model, layer: str, filters, *, size: int, config: Filte
     idx = parse_filters(filters, n_channels, layer)
     if batch_size is not None:
         check_int('batch_size', batch_size, low=1)
+    batch = min(len(idx), batch_size or MAX_BATCH)
+    footprint.check_fits(model, layer, (size, size), params, batch=batch,
+                         what=f'size {size}, {batch} filters at once')
     if snapshot_every is not None:
         check_int('snapshot_every', snapshot_every, low=1)
     if drop_dead and not schedule.can_drop_dead(config):

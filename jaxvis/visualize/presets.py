@@ -28,6 +28,7 @@ def pixel_regularizer(*, decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, va
                       contrib_pct=0.0) -> R.Regularizer:
     """Yosinski et al.'s regularizers, in this order: decay, blur (a box of ``blur_box`` or a Gaussian of
     ``blur_sigma`` every ``blur_every`` steps), small-value, small-norm and small-contribution clips."""
+    R.check_every(blur_every)  # also when no blur is asked for: a wrong value is a mistake
     regs = []
     if decay:
         regs.append(R.decay(decay))
