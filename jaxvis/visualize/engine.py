@@ -100,7 +100,7 @@ def check_request(model: Model, layer: str, filters, *, size: int, config: Filte
     idx = parse_filters(filters, n_channels, layer)
     if batch_size is not None:
         check_int('batch_size', batch_size, low=1)
-    batch = min(len(idx), batch_size or MAX_BATCH)
+    batch = ceil_div(batch_size or WIDTH, WIDTH) * WIDTH  # what one device holds per call
     footprint.check_fits(model, layer, (size, size), params, batch=batch,
                          what=f'size {size}, {batch} filters at once')
     if snapshot_every is not None:
@@ -128,11 +128,10 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       model: registry name or :class:`~jaxvis.models.Model`. size: image side in pixels.
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
-      batch_size: filters per device in each compiled call (memory bound); None: :data:`WIDTH` (8).
-        Every call has this shape (a last, partial chunk is padded), so an image never depends on how
-        many filters are asked for, on its batch mates or on the device count; on CPU it does depend,
-        by rounding that grows over the steps, on ``batch_size`` itself: leave it alone for results
-        comparable across runs.
+      batch_size: filters per device in each compiled call (memory bound), rounded up to a multiple of
+        :data:`WIDTH` (8); None: 8. Every operation sees groups of exactly 8 images per device (a last,
+        partial chunk is padded), so on CPU an image is the same bytes whatever ``batch_size``, the
+        filters asked with it or the device count.
       snapshot_every: also return the images every k steps (to watch the filters form).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
