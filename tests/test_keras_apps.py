@@ -124,4 +124,4 @@ def test_layers_kinds_and_unknown_layer():
     shapes = probe.layer_shapes(inception)
     assert shapes['mixed7'] == (12, 12, 768) and shapes['mixed10'] == (5, 5, 2048)  # at 224 x 224
     with pytest.raises(JaxvisError, match='unknown layer'):
-        inception.features(None, np.zeros((1, 75, 75, 3), np.float32), 'block5_conv1')
+        inception.features({}, np.zeros((1, 75, 75, 3), np.float32), 'block5_conv1')
