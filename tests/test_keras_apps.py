@@ -1,8 +1,6 @@
 """ResNet50 and InceptionV3: every Keras layout loads to the same params, by Keras's order; the forward
 pass matches real Keras's (reference computed once by scripts/keras_apps_reference.py on the synthetic
 weights of keras_apps_files); a wrong file gets one line naming what was expected. No TensorFlow."""
-import shutil
-
 import jax
 import numpy as np
 import pytest
@@ -15,18 +13,14 @@ from jaxvis.models.keras_apps_h5 import FILES, ORDER, expected
 MODELS = ('resnet50', 'inception_v3')
 
 
-@pytest.fixture(scope='module')
-def synth():
-    return {m: kf.synthetic(m, seed=0) for m in MODELS}
+@pytest.fixture
+def synth(keras_apps_synth):
+    return keras_apps_synth
 
 
-@pytest.fixture(scope='module')
-def official(synth, tmp_path_factory):
-    """The official notop layout: names with ':0'; InceptionV3's auto-generated names numbered from 1."""
-    d = tmp_path_factory.mktemp('keras_apps')
-    paths = {m: kf.write_legacy(d / FILES[m], m, synth[m], offset=1 if m == 'inception_v3' else 0) for m in MODELS}
-    yield paths
-    shutil.rmtree(d)
+@pytest.fixture
+def official(keras_apps_h5):
+    return keras_apps_h5
 
 
 def by_order(model, arrays):
