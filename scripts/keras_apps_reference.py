@@ -25,11 +25,10 @@ os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
-import h5py  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_apps_files as kf  # noqa: E402
+import h5py
+import keras
+import keras_apps_files as kf
+import numpy as np
 
 SIZES = {'resnet50': 75, 'inception_v3': 107}  # odd sides: padding and floors are tested
 SEED = 0

@@ -2,10 +2,10 @@
 pass matches real Keras's (reference computed once by scripts/keras_apps_reference.py on the synthetic
 weights of keras_apps_files); a wrong file gets one line naming what was expected. No TensorFlow."""
 import jax
+import keras_apps_files as kf
 import numpy as np
 import pytest
 
-import keras_apps_files as kf
 from jaxvis.errors import JaxvisError, WeightsError
 from jaxvis.models import get_model, load_keras_h5, probe
 from jaxvis.models.keras_apps_h5 import FILES, ORDER, expected

@@ -12,7 +12,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvis.errors import JaxvisError
 from jaxvis.models.keras_layers import BatchNorm, Emitter, avg_pool_3x3_same, conv, max_pool_3x3
 
 NAMES = tuple(f'mixed{i}' for i in range(11))
@@ -92,10 +91,7 @@ class InceptionV3(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        last = self.last_layer or NAMES[-1]
-        if last not in NAMES:
-            raise JaxvisError(f'unknown layer {last!r}; valid layers: {", ".join(NAMES)}')
-        cb, emit = _Units(), Emitter(last)
+        cb, emit = _Units(), Emitter(self.last_layer, NAMES)
         x = cb(x, 32, 3, 3, strides=2, padding='VALID')
         x = cb(x, 32, 3, 3, padding='VALID')
         x = max_pool_3x3(cb(x, 64, 3, 3))

@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvis.errors import JaxvisError
+
 BN_ROLES = ('gamma', 'beta', 'moving_mean', 'moving_variance')  # Keras's `layer.weights` order
 CONV_ROLES = ('kernel', 'bias')
 
@@ -57,9 +59,13 @@ def zero_pad(x: jax.Array, n: int) -> jax.Array:
 
 
 class Emitter:
-    """Collects named activations in forward order and says when the deepest one asked for is reached."""
+    """Collects named activations in forward order and says when the deepest one asked for (``last``,
+    None: the last of ``names``) is reached. Raises JaxvisError for a name not in ``names``."""
 
-    def __init__(self, last: str):
+    def __init__(self, last: str | None, names: tuple[str, ...]):
+        last = last or names[-1]
+        if last not in names:
+            raise JaxvisError(f'unknown layer {last!r}; valid layers: {", ".join(names)}')
         self.last, self.out = last, {}
 
     def __call__(self, name: str, x: jax.Array) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jaxvis.errors import JaxvisError
 from jaxvis.models.keras_layers import BatchNorm, Emitter, conv, max_pool_3x3, zero_pad
 
 EPSILON = 1.001e-5
@@ -43,10 +42,7 @@ class ResNet50(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        last = self.last_layer or NAMES[-1]
-        if last not in NAMES:
-            raise JaxvisError(f'unknown layer {last!r}; valid layers: {", ".join(NAMES)}')
-        emit = Emitter(last)
+        emit = Emitter(self.last_layer, NAMES)
         x = conv(64, (7, 7), strides=2, name='conv1_conv')(zero_pad(x, 3))
         if emit('conv1_conv', x):
             return emit.out
