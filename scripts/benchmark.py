@@ -17,7 +17,8 @@ jits its step afresh on every call) is read from ``jax.monitoring`` and taken ou
                        throughput an idle 2-core machine could reach
   peak_rss_mb / peak_device_mb  peak host RSS during the calls (CPU) / device peak bytes in use (GPU)
 
-Random weights of the real shapes are used unless --weights is given (speed does not depend on them).
+Random weights of the real shapes are used unless --weights is given (speed does not depend on them);
+``--model resnet50 --layer conv4_block6_out`` and ``--model inception_v3 --layer mixed7`` work too.
 
 ``--torch PYTHON`` also runs the PyTorch peer (``scripts/torch_peer.py``, the same job in PyTorch, NCHW
 and channels_last at batch 8/16/32) with that interpreter, once before and once after jaxvis's rows,
@@ -123,7 +124,8 @@ def _peak_device_mb() -> float | None:
 
 def run_config(params, args, n: int, bs: int, drop_dead: bool = False) -> dict:
     """Warm-up plus ``args.repeats`` timed calls of visualize_filters for ``n`` filters at batch ``bs``."""
-    kw = dict(model=get_model(args.model, conv=args.conv), size=args.size, batch_size=bs,
+    options = {'conv': args.conv} if args.model in BLOCKS else {}  # the Keras applications have no conv plan
+    kw = dict(model=get_model(args.model, **options), size=args.size, batch_size=bs,
               key=jax.random.key(args.seed), devices=args.devices, drop_dead=drop_dead)
     cfg = preset('seed', steps=args.steps, dtype=args.dtype)
     filters = list(range(n))
@@ -185,7 +187,12 @@ def main(argv=None) -> int:
     args.devices = 'all' if args.devices == 'all' else jax.local_devices()[:1]
 
     spec = get_model(args.model)
-    params = load_keras_h5(args.weights) if args.weights else random_params(spec, args.layer)
+    if args.weights:
+        params = load_keras_h5(args.weights, model=args.model if args.model not in BLOCKS else None)
+    elif args.model in BLOCKS:
+        params = random_params(spec, args.layer)
+    else:  # resnet50, inception_v3: the module's own random init (speed does not depend on the weights)
+        params = jax.device_get(spec.init(jax.random.key(args.seed)))
     jax.monitoring.register_event_duration_secs_listener(_on_event)
     # The engine jits afresh on every call: with a persistent cache the timed calls skip XLA compilation,
     # so their CPU time is (nearly) all stepping. The warm-up call's compile time is the one reported.

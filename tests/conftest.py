@@ -188,6 +188,27 @@ def tiny_h5(synth_dir):
 
 
 @pytest.fixture(scope='session')
+def keras_apps_synth():
+    """``{model: arrays}``: the synthetic ResNet50 / InceptionV3 weights of tests/keras_apps_files.py."""
+    import keras_apps_files as kf
+    return {m: kf.synthetic(m, seed=0) for m in ('resnet50', 'inception_v3')}
+
+
+@pytest.fixture(scope='session')
+def keras_apps_h5(keras_apps_synth, tmp_path_factory):
+    """``{model: path}``: those weights in the official notop layout (names with ':0'; InceptionV3's
+    auto-generated names numbered from 1, as in the official file). About 95 and 88 MB, removed after."""
+    import keras_apps_files as kf
+    from jaxvis.models.keras_apps_h5 import FILES
+    d = tmp_path_factory.mktemp('keras_apps')
+    paths = {m: kf.write_legacy(d / FILES[m], m, a, offset=1 if m == 'inception_v3' else 0)
+             for m, a in keras_apps_synth.items()}
+    yield paths
+    for p in paths.values():
+        os.remove(p)
+
+
+@pytest.fixture(scope='session')
 def vgg16_h5(vgg16_params, synth_dir):
     """A synthetic VGG16 file in the official notop layout (real shapes, random weights)."""
     path = write_official(synth_dir / 'vgg16_official.h5', vgg16_params)

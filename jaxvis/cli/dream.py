@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxvis.cli import common
 from jaxvis.display import to_uint8
-from jaxvis.dream import DEFAULT_LAYERS, DreamConfig, check_dream, check_sequence, deepdream, dream_sequence
+from jaxvis.dream import DEFAULT_LAYERS, PRESETS, DreamConfig, check_dream, check_sequence, deepdream, dream_sequence
 from jaxvis.edge.files import check_fps, check_out_dir, check_out_file, environment, save_gif, save_mp4, save_png, \
     write_json
 from jaxvis.edge.images import read_image
@@ -24,6 +24,7 @@ from jaxvis.errors import JaxvisError
 from jaxvis.util import check_int, check_seed
 
 DEFAULT_LAYER = next(iter(DEFAULT_LAYERS))
+BASE = {'octaves': 4, 'octave_scale': 1.4, 'steps': 10, 'step_size': 0.01}  # without --preset
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,11 +47,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help='where each frame PNG goes (default: <out without extension>_frames/ when --frames > 1)')
     o = p.add_argument_group('dreaming')
     o.add_argument('--seed', type=int, default=0, help='random seed for the jitter (default 0)')
-    o.add_argument('--octaves', type=int, default=4, help='number of scales (default 4)')
-    o.add_argument('--octave-scale', type=float, default=1.4, help='size ratio between scales (default 1.4)')
-    o.add_argument('--steps', type=int, default=10, help='ascent steps per octave (default 10)')
-    o.add_argument('--step-size', type=float, default=0.01,
-                   help='mean change of a pixel per step, in units of 127.5 grey levels (default 0.01)')
+    o.add_argument('--preset', choices=tuple(PRESETS), default=None,
+                   help="a known recipe: keras-io (keras.io's Deep Dream on --model inception_v3: layers mixed4:1, "
+                        "mixed5:1.5, mixed6:2, mixed7:2.5, 3 octaves at 1.4, 20 steps of 0.01, the loss without a "
+                        "2-activation border); --layer, --octaves, --steps ... given as well win")
+    o.add_argument('--octaves', type=int, default=None, help=f'number of scales (default {BASE["octaves"]})')
+    o.add_argument('--octave-scale', type=float, default=None,
+                   help=f'size ratio between scales (default {BASE["octave_scale"]})')
+    o.add_argument('--steps', type=int, default=None, help=f'ascent steps per octave (default {BASE["steps"]})')
+    o.add_argument('--step-size', type=float, default=None,
+                   help='mean change of a pixel per step, in units of 127.5 grey levels '
+                        f'(default {BASE["step_size"]})')
     o.add_argument('--blur-sigma', type=float, default=0.0,
                    help='Gaussian blur in pixels after every step; it adds up over the steps and washes the '
                         'photo out (0.5 px a step for 40 steps is a 3 px blur), so keep it small (default 0)')
@@ -71,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     model = common.model_of(args)
-    config = DreamConfig.make(parse_layers(args.layers or [DEFAULT_LAYER]), args.objective, octaves=args.octaves,
-                              octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size,
-                              tile_size=args.tile_size, tile_margin=args.tile_margin, blur_sigma=args.blur_sigma)
+    config = dream_config(args)
     check_sequence(frames=args.frames, zoom=args.zoom, rotate=args.rotate)
     check_fps(args.fps)
     check_seed(args.seed)
@@ -144,6 +149,18 @@ def run(args: argparse.Namespace) -> int:
             written.append(f'{outputs["frames_dir"]}{os.sep} ({args.frames} frames)')
         sys.stderr.write(f'jaxvis: wrote {", ".join(written)}\n')
     return 0
+
+
+def dream_config(args: argparse.Namespace) -> DreamConfig:
+    """The config of ``--preset`` (or of the defaults), with the flags given on the command line winning."""
+    given = {k: getattr(args, k) for k in BASE if getattr(args, k) is not None}
+    if args.layers:
+        given['layers'] = parse_layers(args.layers)
+    rest = dict(objective=args.objective, tile_size=args.tile_size, tile_margin=args.tile_margin,
+                blur_sigma=args.blur_sigma)
+    if args.preset:
+        return DreamConfig.preset(args.preset, **given, **rest)
+    return DreamConfig.make(**{'layers': {DEFAULT_LAYER: 1.0}, **BASE, **given}, **rest)
 
 
 def parse_layers(specs: list[str]) -> dict[str, float]:

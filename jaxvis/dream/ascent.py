@@ -70,7 +70,22 @@ def check_dream(model: Model, config: DreamConfig, shape: tuple[int, int], param
     shapes = plan_octaves(model, terms[-1].layer, shape, config.octaves, config.octave_scale, params)
     window = tuple(min(s, config.tile_size or s) for s in shapes[-1])
     footprint.check_fits(model, terms[-1].layer, window, params, what='a tile of the dream')
-    return shapes
+    return _cropped_fit(model, terms, shapes, params)
+
+
+def _cropped_fit(model: Model, terms, shapes: list[tuple[int, int]], params) -> list[tuple[int, int]]:
+    """The octaves at which every cropped term keeps some activations (smaller ones are left out)."""
+    def fits(t, side):
+        hw = probe.spatial(model, t.layer, side, params)
+        return hw is None or hw[0] > 2 * t.crop
+
+    cropped = [t for t in terms if t.crop]
+    keep = [s for s in shapes if all(fits(t, side) for t in cropped for side in s)]
+    if not keep or keep[-1] != shapes[-1]:
+        t = next(t for t in cropped if not all(fits(t, side) for side in shapes[-1]))
+        raise JaxvisError(f'image {shapes[-1][1]}x{shapes[-1][0]} too small for {t.layer} with a {t.crop}-activation '
+                          f'border left out: it needs more than {2 * t.crop} activations per side; use a larger image')
+    return keep
 
 
 def deepdream(params, image, config: DreamConfig | None = None, *, key: jax.Array | None = None,

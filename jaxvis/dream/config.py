@@ -13,6 +13,13 @@ DEFAULT_LAYERS = {'block4_conv3': 1.0}
 OBJECTIVE_KINDS = ('mean_square', 'mean')
 MAX_OCTAVES = 12
 MAX_TILE = 8192
+# keras.io's "Deep Dream" example (fchollet, examples/generative/deep_dream.py) on InceptionV3: its layer
+# mix, 3 octaves at 1.4, 20 steps of 0.01 in [-1, 1] units, the loss on the activations less 2 pixels at
+# each border. (Its `max_loss` early stop is not reproduced.) Values are DreamConfig.make's arguments.
+PRESETS = {
+    'keras-io': dict(layers={'mixed4': 1.0, 'mixed5': 1.5, 'mixed6': 2.0, 'mixed7': 2.5}, crop=2, octaves=3,
+                     octave_scale=1.4, steps=20, step_size=0.01),
+}
 
 
 def layer_objective(layers: Mapping[str, float] | str | None = None, kind: str = 'mean_square',
@@ -78,10 +85,18 @@ class DreamConfig:
         check_float('blur sigma', self.blur_sigma, low=0.0, high=64.0)
 
     @classmethod
-    def make(cls, layers: Mapping[str, float] | str | None = None, objective: str = 'mean_square',
-             **options) -> 'DreamConfig':
-        """A config from ``{layer: weight}`` and the objective's kind ('mean_square' or 'mean')."""
-        return cls(objective=layer_objective(layers, objective), **options)
+    def make(cls, layers: Mapping[str, float] | str | None = None, objective: str = 'mean_square', *,
+             crop: int = 0, **options) -> 'DreamConfig':
+        """A config from ``{layer: weight}``, the objective's kind ('mean_square' or 'mean') and the
+        activations left out at each border (``crop``)."""
+        check_int('crop', crop, low=0)
+        return cls(objective=layer_objective(layers, objective, crop=crop), **options)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> 'DreamConfig':
+        """A config of :data:`PRESETS` (``'keras-io'``), ``overrides`` (``make``'s arguments) winning."""
+        check_choice('dream preset', name, tuple(PRESETS))
+        return cls.make(**{**PRESETS[name], 'name': name, **overrides})
 
     @property
     def layers(self) -> dict[str, float]:

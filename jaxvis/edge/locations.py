@@ -44,6 +44,13 @@ OFFICIAL = {
     'vgg19': Official('vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
                       f'{_KERAS_URL}/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
                       '253f8cb515780f3b799900260a226db6'),
+    # keras/src/applications/resnet.py (WEIGHTS_HASHES['resnet50'][1]) and inception_v3.py, keras 3.15.1
+    'resnet50': Official('resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5',
+                         f'{_KERAS_URL}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5',
+                         '4d473c1dd8becc155b73f8504c6f6626'),
+    'inception_v3': Official('inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5',
+                             f'{_KERAS_URL}/inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5',
+                             'bcbd6486424b2319ff4ef7d526e38f63'),
 }
 
 

@@ -1,4 +1,5 @@
-"""Models jaxvis can look into: the protocol, the registry, VGG16 (the default) and its Keras loader.
+"""Models jaxvis can look into: the protocol, the registry, VGG16 (the default) and its Keras loader,
+Keras's ResNet50 and InceptionV3 and theirs.
 
 ``get_model('vgg16')`` is the default; ``get_model('vgg16', conv='direct')`` a variant. Any other
 network is a :class:`Model` (see :mod:`jaxvis.models.protocol`): your own Flax module through
@@ -11,6 +12,8 @@ import functools
 from jaxvis.models import preprocessing, probe
 from jaxvis.models.adapters import from_flax, from_fn
 from jaxvis.models.forward import forward, params_up_to
+from jaxvis.models.keras_apps import keras_app_model
+from jaxvis.models.keras_apps_h5 import load_keras_app_h5
 from jaxvis.models.keras_h5 import load_keras_h5, save_keras_notop_h5
 from jaxvis.models.protocol import Model, available_models, get_model, register
 from jaxvis.models.vgg import (TINY_BLOCKS, VGG, VGG16, VGG16_BLOCKS, VGG19, VGG19_BLOCKS, TinyVGG,
@@ -18,8 +21,10 @@ from jaxvis.models.vgg import (TINY_BLOCKS, VGG, VGG16, VGG16_BLOCKS, VGG19, VGG
 
 register('vgg16', functools.partial(vgg_model, 'vgg16'))
 register('vgg19', functools.partial(vgg_model, 'vgg19'))
+register('resnet50', functools.partial(keras_app_model, 'resnet50'))
+register('inception_v3', functools.partial(keras_app_model, 'inception_v3'))
 register('tiny', functools.partial(vgg_model, 'tiny'), hidden=True)
 
 __all__ = ['Model', 'from_flax', 'from_fn', 'preprocessing', 'register', 'get_model', 'available_models', 'forward', 'params_up_to', 'probe',
-           'vgg_model', 'VGG', 'VGG16', 'VGG19', 'TinyVGG', 'preprocess', 'deprocess', 'layer_table',
+           'vgg_model', 'keras_app_model', 'load_keras_app_h5', 'VGG', 'VGG16', 'VGG19', 'TinyVGG', 'preprocess', 'deprocess', 'layer_table',
            'load_keras_h5', 'save_keras_notop_h5', 'VGG16_BLOCKS', 'VGG19_BLOCKS', 'TINY_BLOCKS']

@@ -20,6 +20,8 @@ import h5py
 import numpy as np
 
 from jaxvis.errors import WeightsError
+from jaxvis.models.keras_apps_h5 import MODULES as APPS
+from jaxvis.models.keras_apps_h5 import load_keras_app_h5
 from jaxvis.models.vgg import TINY_BLOCKS, VGG16_BLOCKS, VGG19_BLOCKS, layer_table
 
 Params = dict[str, dict[str, np.ndarray]]
@@ -110,6 +112,7 @@ def load_keras_h5(path: str | os.PathLike, model: str | None = None) -> Params:
     Args:
       path: an ``.h5`` in any of the three layouts of this module's docstring.
       model: 'vgg16' or 'vgg19' to insist on one ('tiny': the test model); None infers it from the layers.
+        'resnet50' and 'inception_v3' are read by :func:`jaxvis.models.keras_apps_h5.load_keras_app_h5`.
 
     Returns:
       params: numpy float32, kernel ``[3, 3, C_in, C_out]`` (HWIO), bias ``[C_out]``, conv layers only.
@@ -118,6 +121,8 @@ def load_keras_h5(path: str | os.PathLike, model: str | None = None) -> Params:
       WeightsError: the file is missing, not HDF5, truncated, lacks a layer, or has a wrong shape.
     """
     path = os.fspath(path)
+    if model in APPS:
+        return load_keras_app_h5(path, model)
     if model is not None and model not in KNOWN:
         raise WeightsError(f'unknown model {model!r}; known: {", ".join(KNOWN)}')
     if not os.path.isfile(path):
