@@ -106,3 +106,11 @@ def test_classify_the_cat(capsys):
                  '--weights', str(_real_weights()), '--quiet']) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[0].split()[:3] == ['285', 'Egyptian', 'cat']
+
+
+def test_layers_lists_the_head(capsys):
+    assert main(['layers', '--model', 'tiny_efficientnet', '--weights', str(TINY), '--size', '35', '--quiet']) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(rows)[:3] == ['stem', 'block1a_dwconv', 'block1a'] and list(rows)[-3:] == ['top', 'avg_pool', 'logits']
+    assert rows['stem'][:3] == ['conv', '8', '18x18'] and rows['block3a'][:3] == ['block', '8', '5x5']
+    assert rows['avg_pool'][:3] == ['pool', '160', '1'] and rows['logits'] == ['dense', '10', '1', '1,610']
