@@ -104,6 +104,15 @@ def channel(layer: str, n: int | None = None) -> Objective:
                      f'channel({layer}, {"f" if n is None else n})')
 
 
+def class_probability(layer: str, n: int | None = None) -> Objective:
+    """The softmax over the last axis of ``layer`` (``[B, C]`` logits) at class ``n`` (``None``: the
+    filter ``f``), in [0, 1], mean over the batch: keras-vis's and tf-keras-vis's class score on the
+    probabilities. Unlike :func:`channel` on the logits, it also pushes the other classes down.
+    """
+    return Objective(lambda acts, f: jnp.mean(_pick(jax.nn.softmax(acts[layer], axis=-1), n, f)),
+                     f'class_probability({layer}, {"f" if n is None else n})')
+
+
 def neuron(layer: str, n: int | None = None, *, y: int | None = None, x: int | None = None) -> Objective:
     """Channel ``n`` (``None``: ``f``) of ``layer`` at one position, mean over the batch.
 

@@ -17,6 +17,7 @@ COMMANDS = {
     'dream': 'dream',
     'weights': 'weights_cmd',
     'tune': 'tune_cmd',
+    'classify': 'classify',
 }
 
 

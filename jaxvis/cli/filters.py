@@ -13,7 +13,8 @@ from jaxvis.display import NORMALIZERS, check_margin, grid, to_uint8
 from jaxvis.edge.files import check_out_dir, environment, file_stem, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
 from jaxvis.util import check_seed
-from jaxvis.models import probe
+from jaxvis.models import imagenet, probe
+from jaxvis.objectives import class_probability
 from jaxvis.visualize import PRESETS, best_order, can_drop_dead, check_request, preset, visualize_filters
 
 OVERRIDES = (  # (flag, preset option, type)
@@ -28,8 +29,14 @@ def add_parser(sub) -> None:
                        description='Optimize an input image for each filter of a layer (gradient ascent on the '
                                    "filter's mean activation) and save PNGs, a grid of the best, a manifest and "
                                    'optionally a GIF of the filters forming.')
-    p.add_argument('--layer', required=True, help="layer name, e.g. block5_conv1, or 'all' (every conv layer)")
-    p.add_argument('--filters', default='0:64', help="indices: '0:64', '0:512:8', '3,7,9', 'all' (default 0:64)")
+    p.add_argument('--layer', default=None, help="layer name, e.g. block5_conv1, or 'all' (every conv layer)")
+    p.add_argument('--filters', default=None, help="indices: '0:64', '0:512:8', '3,7,9', 'all' (default 0:64)")
+    p.add_argument('--class', dest='classes', default=None, metavar='NAMES',
+                   help="ImageNet classes by name or index, comma-separated ('espresso,Egyptian cat'): "
+                        'stands for --layer logits --filters <their indices>')
+    p.add_argument('--probability', action='store_true',
+                   help="maximize the class probability (the softmax of --layer's units) instead of the unit "
+                        'itself (the logit)')
     add_model_args(p, conv=True)
     p.add_argument('--preset', default='seed', choices=sorted(PRESETS), help='optimization recipe (default: seed)')
     p.add_argument('--steps', type=int, default=None, help="gradient steps (default: the preset's)")
@@ -67,9 +74,28 @@ def parse_filter_arg(text: str):
         raise JaxvisError(f"bad --filters {text!r}: use e.g. '0:64', '3,7,9' or 'all'") from None
 
 
+def _classes(args: argparse.Namespace, model) -> None:
+    """``--class`` -> ``--layer logits --filters i,j``; checks the model has ImageNet logits."""
+    if args.classes is None:
+        if args.layer is None:
+            raise JaxvisError('give --layer (or --class for ImageNet classes)')
+        args.filters = '0:64' if args.filters is None else args.filters
+        return
+    if args.filters is not None or args.layer not in (None, 'logits'):
+        raise JaxvisError('--class stands for --layer logits --filters ...: give one or the other')
+    if probe.layer_shapes(model).get('logits') != (1000,):
+        raise JaxvisError(f'--class needs a model with 1000 ImageNet logits; {model.name} has none')
+    args.layer, args.filters = 'logits', ','.join(map(str, imagenet.class_indices(args.classes)))
+
+
 def run(args: argparse.Namespace) -> int:
     model = model_of(args)
+    _classes(args, model)
     overrides = {field: getattr(args, field) for _, field, _ in OVERRIDES}
+    if args.probability:
+        if args.layer == 'all' or probe.spatial(model, args.layer, args.size) is not None:
+            raise JaxvisError(f'--probability needs a layer without spatial axes (logits), not {args.layer}')
+        overrides['objective'] = class_probability
     cfg = preset(args.preset, steps=args.steps, **overrides)
     if args.normalize is None:
         args.normalize = 'clip' if cfg.param.space != 'input' else 'seed'

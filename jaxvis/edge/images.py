@@ -52,3 +52,24 @@ def _to_rgb(im):
         background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert('RGB')
     return im.convert('RGB')
+
+
+RESIZES = ('squash', 'center-crop')
+CROP_PADDING = 32  # TF's EfficientNet(-Lite) evaluation: the centre crop is size / (size + 32) of the short side
+
+
+def fit(rgb: np.ndarray, size: int, how: str = 'squash') -> np.ndarray:
+    """``[H, W, 3]`` RGB 0..255 -> ``[size, size, 3]`` float32 RGB 0..255 (rounded to uint8 first), Pillow
+    bicubic. 'squash': the whole photo resized, its aspect ratio lost (the reference run of
+    scripts/efficientnet_reference.py); 'center-crop': the centre square of side
+    ``size / (size + 32) * min(H, W)`` resized, as tensorflow/tpu's EfficientNet preprocessing evaluates.
+    """
+    if how not in RESIZES:
+        raise JaxvisError(f'unknown resize {how!r}; use one of {", ".join(RESIZES)}')
+    im = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), 'RGB')
+    if how == 'center-crop':
+        h, w = rgb.shape[:2]
+        side = max(1, int(round(size / (size + CROP_PADDING) * min(h, w))))
+        top, left = (h - side + 1) // 2, (w - side + 1) // 2
+        im = im.crop((left, top, left + side, top + side))
+    return np.asarray(im.resize((size, size), Image.BICUBIC), np.float32)

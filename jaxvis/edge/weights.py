@@ -10,13 +10,13 @@ import jax
 import numpy as np
 
 from jaxvis.edge.fetch import fetch, find_usable, note
-from jaxvis.edge.locations import HED, OFFICIAL, check_model, file_digest, find, names, search_paths
+from jaxvis.edge.locations import HED, OFFICIAL, check_model, file_digest, WHEELS, find, names, search_paths
 from jaxvis.errors import WeightsError
 
 
 def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
             download: bool = True, progress: bool = True) -> Path:
-    """The weights file to use for ``model`` ('vgg16' or 'vgg19'), fetching it if needed.
+    """The weights file to use for ``model`` ('vgg16', 'vgg19' or 'efficientnet_lite0'), fetching it if needed.
 
     Args:
       model: which network the file is for.
@@ -41,7 +41,7 @@ def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
         if path.is_dir():
             found = find(names(model), [path])
             if found is None:
-                raise WeightsError(f'{path}: folder holds no {OFFICIAL[model].name}')
+                raise WeightsError(f'{path}: folder holds no {names(model)[0]}')
             return note(found, progress)
         if not path.is_file():
             raise WeightsError(f'{path}: no such weights file')
@@ -55,10 +55,10 @@ def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
     where = ', '.join(str(p) for p in search_paths())
     damaged = f'{"; ".join(moved)}. ' if moved else ''
     if not download:
-        raise WeightsError(f'{damaged}no {model} weights found (looked for {OFFICIAL[model].name} in {where}); '
+        raise WeightsError(f'{damaged}no {model} weights found (looked for {names(model)[0]} in {where}); '
                            f'run `jaxvis weights --fetch --model {model}`, put it in weights/ or pass --weights')
     try:
-        return fetch(model, progress=progress, searched=where)
+        return fetch(model, progress=progress, searched=None if model in WHEELS else where)
     except WeightsError as e:
         if not moved:
             raise
@@ -69,13 +69,13 @@ def resolve(model: str = 'vgg16', weights: str | os.PathLike | None = None, *,
 def describe(path: str | os.PathLike) -> dict:
     """``{'name', 'source', 'path', 'size', 'sha256'}`` of a weights file.
 
-    ``source`` is 'keras' for the official file names, 'hed' for the converted HED file, else 'user'
-    (by name only; ``sha256`` is the file's real identity).
+    ``source`` is 'keras' for the official file names, 'hed' for the converted HED file, 'pypi' for a
+    ``.pth`` from a PyPI wheel, else 'user' (by name only; ``sha256`` is the file's real identity).
     """
     path = Path(os.path.abspath(Path(path).expanduser()))  # a symlink keeps its own name
     name = path.name
     source = ('keras' if name in {o.name for o in OFFICIAL.values()} else 'hed' if name == HED.name
-              else 'user')
+              else 'pypi' if name in {w.name for w in WHEELS.values()} else 'user')
     return {'name': name, 'source': source, 'path': str(path), 'size': path.stat().st_size,
             'sha256': file_digest(path, 'sha256')}
 
@@ -92,10 +92,11 @@ def describe_params(params, name: str) -> dict:
 
 
 def cached() -> list[dict]:
-    """:func:`describe` of every ``.h5`` file in the search locations (no duplicates), in search order."""
+    """:func:`describe` of every ``.h5`` and ``.pth`` file in the search locations (no duplicates), in
+    search order."""
     seen, out = set(), []
     for place in search_paths():
-        files = [place] if place.is_file() else sorted(place.glob('*.h5')) if place.is_dir() else []
+        files = [place] if place.is_file() else sorted([*place.glob('*.h5'), *place.glob('*.pth')]) if place.is_dir() else []
         for f in files:
             if f.name.startswith('.') or not f.is_file() or f.resolve() in seen:
                 continue

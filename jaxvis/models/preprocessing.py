@@ -4,6 +4,9 @@
 ``'tf'``: Keras's 'tf' mode, ``x / 127.5 - 1`` in [-1, 1] (InceptionV3, MobileNet);
 ``'torch'``: ``(x / 255 - mean) / std`` with ImageNet's RGB mean and std (torchvision);
 ``'unit'``: ``x / 255`` in [0, 1] (the usual for a model of one's own);
+``'lite'``: ``(x - 127) / 128``, the "inception-style" mean and stddev that TensorFlow's EfficientNet-Lite
+(EfficientNet-Lite0's weights) was trained with (tensorflow/tpu, models/official/efficientnet/lite/
+efficientnet_lite_builder.py: ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3``);
 ``'raw'``: 0..255 unchanged. Each comes with its exact inverse.
 """
 from __future__ import annotations
@@ -38,6 +41,7 @@ MODES: dict[str, tuple[Callable, Callable]] = {
     'tf': (lambda rgb: _f32(rgb) / 127.5 - 1.0, lambda x: (_f32(x) + 1.0) * 127.5),
     'torch': (_torch_pre, _torch_de),
     'unit': (lambda rgb: _f32(rgb) / 255.0, lambda x: _f32(x) * 255.0),
+    'lite': (lambda rgb: (_f32(rgb) - 127.0) / 128.0, lambda x: _f32(x) * 128.0 + 127.0),
     'raw': (_f32, _f32),
 }
 
