@@ -16,6 +16,7 @@ COMMANDS = {
     'filters': 'filters',
     'dream': 'dream',
     'weights': 'weights_cmd',
+    'atlas': 'atlas',
 }
 
 
