@@ -72,37 +72,47 @@ def top_units(maps: np.ndarray, k: int, suppress: int) -> tuple[np.ndarray, np.n
 
 def crop_box(row: int, col: int, grid: tuple[int, int], image: tuple[int, int], radius: int) -> tuple[int, ...]:
     """The input-pixel box ``(top, left, bottom, right)`` (exclusive ends) of the unit at ``(row, col)``
-    of a ``grid`` (h, w) over an ``image`` (H, W): centred on the unit's centre, side ``2 * radius + 1``,
-    clipped to the image."""
+    of a ``grid`` (h, w) over an ``image`` (H, W): side ``min(2 * radius + 1, H, W)``, centred on the
+    unit's centre and shifted inside the image where it would cross a border (so every box of a layer
+    has one shape)."""
+    side = min(2 * radius + 1, image[0], image[1])
     cy = int((row + 0.5) * image[0] / grid[0])
     cx = int((col + 0.5) * image[1] / grid[1])
-    return (max(0, cy - radius), max(0, cx - radius), min(image[0], cy + radius + 1), min(image[1], cx + radius + 1))
+    top = min(max(0, cy - radius), image[0] - side)
+    left = min(max(0, cx - radius), image[1] - side)
+    return (top, left, top + side, left + side)
 
 
 def dataset_examples(params, layer: str, photos, filters, *, model: str | Model = 'vgg16', k: int = 4,
                      crop: int = 64, radius: int | None = None) -> Examples:
     """The ``k`` crops of ``photos`` (``[P, S, S, 3]`` RGB 0..255) that excite each of ``filters`` most.
 
-    ``radius``: half the crop side in input pixels (default: the layer's measured receptive radius,
-    :func:`jaxvis.models.probe.receptive_radius`). Raises JaxvisError for bad ``k``/``crop`` or photos.
+    ``radius``: half the crop side in input pixels (default: the layer's receptive radius measured on one
+    random input, :func:`jaxvis.models.probe.receptive_radius`); crops are at most the photo's size.
+    Raises JaxvisError for bad ``k``/``crop`` or photos.
     """
     model = get_model(model)
     check_int('k', k, low=1)
     check_int('crop', crop, low=1)
     photos = np.asarray(photos, np.float32)
     maps = activation_maps(params, layer, photos, model=model)
-    radius = probe.receptive_radius(model, layer, params) if radius is None else check_int('radius', radius, low=0)
+    if radius is None:
+        radius = probe.receptive_radius(model, layer, params, samples=1)
+    check_int('radius', radius, low=0)
     grid = maps.shape[1:3]
     suppress = max(1, int(round(radius * grid[0] / photos.shape[1])) // 2)
     filters = np.asarray(filters, np.int64)
-    crops = np.zeros((len(filters), k, crop, crop, 3), np.float32)
     scores = np.full((len(filters), k), np.nan, np.float32)
     where = np.full((len(filters), k, 3), -1, np.int64)
+    side = min(2 * radius + 1, photos.shape[1], photos.shape[2])
+    boxes = np.zeros((len(filters), k, side, side, 3), np.float32)  # missing units stay black
     for i, f in enumerate(filters):
         where[i], scores[i] = top_units(maps[..., f], k, suppress)
         for j, (p, r, c) in enumerate(where[i]):
-            if p < 0:
-                continue
-            t, l, b, rr = crop_box(r, c, grid, photos.shape[1:3], radius)
-            crops[i, j] = np.asarray(image_ops.resize(jnp.asarray(photos[p, t:b, l:rr]), (crop, crop)))
+            if p >= 0:
+                t, l, b, rr = crop_box(r, c, grid, photos.shape[1:3], radius)
+                boxes[i, j] = photos[p, t:b, l:rr]
+    stack = boxes.reshape((-1, side, side, 3))
+    crops = np.asarray(jax.jit(jax.vmap(lambda b: image_ops.resize(b, (crop, crop))))(stack))
+    crops = crops.reshape(len(filters), k, crop, crop, 3)
     return Examples(crops=np.clip(crops, 0.0, 255.0), scores=scores, where=where, filters=filters)
