@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 
-VERSION = '0.26.0'
-SHA256 = {  # of skimage/data/<name>.png, identical in every 0.26.0 wheel
-    'chelsea': '596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb',
-    'coffee': 'cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7',
-    'astronaut': '88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5',
-}
+from jaxvis.edge.photos import SHA256, SKIMAGE_VERSION as VERSION, extract
+
 # Any wheel holds the same data; these tags are used when pip finds none for this Python.
 FALLBACK_TAGS = ['--platform', 'manylinux_2_28_x86_64', '--python-version', '3.12', '--implementation', 'cp',
                  '--abi', 'cp312']
@@ -66,21 +60,6 @@ def download(folder: str) -> str:
             return wheels[0]
     last = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     raise RuntimeError(f'pip download scikit-image=={VERSION} failed: {last[-1] if last else "no output"}')
-
-
-def extract(wheel: str, name: str) -> bytes:
-    """The bytes of ``skimage/data/<name>.png`` in ``wheel``, sha256-checked."""
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            data = z.read(f'skimage/data/{name}.png')
-    except zipfile.BadZipFile:
-        raise RuntimeError(f'{wheel} is not a wheel (zip) file') from None
-    except KeyError:
-        raise RuntimeError(f'{wheel} has no skimage/data/{name}.png') from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != SHA256[name]:
-        raise RuntimeError(f'{name}.png in {os.path.basename(wheel)} has sha256 {got}, expected {SHA256[name]}')
-    return data
 
 
 def write_atomic(path: str, data: bytes) -> None:

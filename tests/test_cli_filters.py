@@ -95,7 +95,8 @@ def test_ctrl_c_keeps_finished_layers_and_leaves_no_partial_file(tiny_cli, tmp_p
     code = run(tmp_path, '--layer', 'all', '--filters', '0:2')
     assert code == 130 and 'interrupted' in capsys.readouterr().err
     out = tmp_path / 'out'
-    names = sorted(os.listdir(out))
+    assert {'.jaxvis.lock', 'job.json'} <= set(os.listdir(out))  # the lock and the job a rerun continues
+    names = sorted(n for n in os.listdir(out) if n not in ('.jaxvis.lock', 'job.json'))
     assert names == sorted(['block1_conv1_0.png', 'block1_conv1_1.png', 'block1_conv1_grid.png', 'manifest.json'])
     assert list(json.loads((out / 'manifest.json').read_text())['layers']) == ['block1_conv1']
     for n in names[:-1]:
@@ -157,3 +158,16 @@ def test_conv_flag_recorded(tiny_cli, tmp_path):
     assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--conv', 'winograd2') == 0
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert m['config']['conv'] == 'winograd2'
+
+
+def test_rerun_skips_finished_layers_and_refuses_another_config(tiny_cli, tmp_path, capsys):
+    args = ('--layer', 'block2_conv1', '--filters', '0:2')
+    assert run(tmp_path, *args) == 0
+    png = tmp_path / 'out' / 'block2_conv1_0.png'
+    before = png.stat().st_mtime_ns
+    assert run(tmp_path, *args) == 0 and png.stat().st_mtime_ns == before  # not recomputed
+    capsys.readouterr()
+    assert run(tmp_path, *args, '--seed', '5') == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'another configuration' in err and 'seed' in err
+    assert run(tmp_path, *args, '--seed', '5', '--overwrite') == 0 and png.stat().st_mtime_ns != before

@@ -18,6 +18,7 @@ COMMANDS = {
     'weights': 'weights_cmd',
     'tune': 'tune_cmd',
     'classify': 'classify',
+    'atlas': 'atlas',
 }
 
 

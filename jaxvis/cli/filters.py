@@ -8,8 +8,10 @@ import time
 
 import jax
 
+from jaxvis.atlas.plan import fingerprint
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
 from jaxvis.display import NORMALIZERS, check_margin, grid, to_uint8
+from jaxvis.edge import store
 from jaxvis.edge.files import check_out_dir, environment, file_stem, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
 from jaxvis.util import check_seed
@@ -56,6 +58,8 @@ def add_parser(sub) -> None:
                         "whose images are already in range)")
     p.add_argument('--gif', action='store_true', help='also write <layer>.gif of the grid as the filters form')
     p.add_argument('--snapshot-every', type=int, default=None, help='steps between GIF frames (default steps/20)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace results of another configuration in --out (the same one continues)')
     p.add_argument('--quiet', action='store_true', help='no progress bar or messages')
     p.set_defaults(run=run)
 
@@ -113,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
             for layer in layers]  # everything checked before computing anything
     out = check_out_dir(args.out)
 
+    with store.lock(out):
+        return _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out)
+
+
+def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
+    """The layers not done yet by a run of the same configuration in ``out`` (see :mod:`jaxvis.edge.store`)."""
     params, weights_info = load_params(args, model, quiet=args.quiet)
     use_compile_cache()
     key = jax.random.key(args.seed)
@@ -122,7 +132,16 @@ def run(args: argparse.Namespace) -> int:
         'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info,
         'environment': environment(), 'layers': {},
     }
+    job = {k: manifest[k] for k in ('model', 'size', 'seed', 'preset', 'config', 'batch_size', 'normalize', 'drop_dead')}
+    job.update(filters=args.filters, best=args.best, margin=args.margin, gif=args.gif, snapshot_every=snapshot_every,
+               weights_sha256=weights_info.get('sha256'))
+    done = {}
+    if store.claim(out, job, fingerprint(job), overwrite=args.overwrite):
+        done = (store.read_json(os.path.join(out, 'manifest.json')) or {}).get('layers', {})
     for layer, idx in plan:
+        if layer in done:  # finished by an earlier run of this configuration
+            manifest['layers'][layer] = done[layer]
+            continue
         bar = _progress_bar(len(idx) * cfg.steps, layer, args.quiet)
         t0 = time.time()
         try:

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -72,8 +73,7 @@ def visualize_diverse(params, layer: str, filter: int, config: FilterConfig | st
     names = probe.layer_names(model, params)
     deepest = max((layer, div_layer), key=names.index)
     p_model = params_up_to(model, params, deepest)
-    total = objectives.as_objective(cfg.objective(layer)) + weight * objectives.diversity(div_layer)
-    group_step = jax.jit(make_step(model, deepest, cfg, total, group=True))
+    group_step = _group_step(model, layer, div_layer, deepest, cfg, float(weight))
 
     key = jax.random.key(0) if key is None else key
     fkey = filter_keys(key, layer, np.asarray([filter]))[0]
@@ -93,3 +93,11 @@ def visualize_diverse(params, layer: str, filter: int, config: FilterConfig | st
                          history=history[:, 0].astype(np.float32),
                          diversity=float(metrics.gram_diversity(acts[div_layer])), filter=int(filter),
                          config=cfg, weight=float(weight))
+
+
+@functools.lru_cache(maxsize=8)
+def _group_step(model: Model, layer: str, div_layer: str, deepest: str, cfg: FilterConfig, weight: float):
+    """The jitted group step, reused by every call with the same layers, config and weight (the filter is
+    an argument), so the filters of a layer compile once."""
+    total = objectives.as_objective(cfg.objective(layer)) + weight * objectives.diversity(div_layer)
+    return jax.jit(make_step(model, deepest, cfg, total, group=True))
