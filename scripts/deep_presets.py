@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument('--filters', type=int, nargs='+', default=list(range(8)))
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--steps', nargs='+', default=['seed=20', 'lucid=64', 'maco=64'], help='preset=steps ...')
+    ap.add_argument('--maco-crops', type=int, default=None, help="crops per step for maco (default: the preset's 4)")
     ap.add_argument('--weights', default=None)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default=None, help='the panel (PNG)')
@@ -57,12 +58,13 @@ def main(argv=None) -> int:
     for item in args.steps:
         name, steps = item.split('=')
         t = time.perf_counter()
-        r = visualize_filters(params, args.layer, args.filters, preset(name, steps=int(steps)), size=args.size,
-                              key=key, drop_dead=name == 'seed')
+        extra = {'crops': args.maco_crops} if name == 'maco' and args.maco_crops else {}
+        r = visualize_filters(params, args.layer, args.filters, preset(name, steps=int(steps), **extra),
+                              size=args.size, key=key, drop_dead=name == 'seed')
         dt = time.perf_counter() - t
         m = metrics.measure(params, r, args.layer)
         dead = [int(f) for f in r.filters[r.dead]]
-        row = {'preset': name, 'steps': int(steps), 'objective': float(np.mean(r.losses)),
+        row = {'preset': name, 'steps': int(steps), 'options': extra, 'objective': float(np.mean(r.losses)),
                'activation': float(np.mean(m['activation'])), 'selectivity': float(np.median(m['selectivity'])),
                'hf_share': float(np.mean(m['hf_share'])), 'dead': len(dead), 'dead_filters': dead,
                'seconds': round(dt, 1), 'losses': [float(v) for v in r.losses]}
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {steps} | {row['objective']:.1f} | {row['activation']:.1f} | {row['selectivity']:.2f} "
               f"| {row['hf_share']:.3f} | {len(dead)} of {len(r.filters)} | {dead} | {dt:.0f} |", flush=True)
         tiles.append(to_uint8(r.images, 'clip' if r.config.param.space != 'input' else 'seed'))
-        labels.append(f'{name}\n{steps} steps')
+        labels.append(f'{name}\n{steps} steps' + (f', {extra["crops"]} crops' if extra else ''))
         if r.alpha is not None:
             tiles.append(np.stack([over_white(maco_rgba(im, a)) for im, a in zip(r.images, r.alpha)]))
             labels.append(f'{name} with its\ntransparency')
