@@ -81,3 +81,19 @@ def grid(tiles: Sequence[np.ndarray], *, margin: int = 5, cols: int | None = Non
         r, k = divmod(i, c)
         out[r * (h + margin):r * (h + margin) + h, k * (w + margin):k * (w + margin) + w] = t
     return out
+
+
+def maco_rgba(image: np.ndarray, alpha: np.ndarray, *, percentile_image: float = 1.0,
+              percentile_alpha: float = 80.0) -> np.ndarray:
+    """MACO's picture with its transparency (Horama's ``plot_maco``): ``[H, W, 3]`` float RGB (any range)
+    and ``[H, W]`` accumulated gradient magnitude -> ``[H, W, 4]`` uint8 RGBA.
+
+    The image is clipped to its ``percentile_image``..``100 - percentile_image`` percentiles and
+    stretched to 0..255; the alpha is clipped at its ``percentile_alpha`` percentile and divided by its
+    maximum (opaque where the objective's gradient was largest). An all-zero alpha gives opaque pixels.
+    """
+    rgb = percentile_normalize(image, percentile_image, 100.0 - percentile_image)
+    a = np.asarray(alpha, np.float64)
+    a = np.clip(a, 0.0, np.percentile(a, percentile_alpha))
+    a = a / a.max() if a.max() > 0 else np.ones_like(a)
+    return np.concatenate([rgb, (a * 255).round().astype(np.uint8)[..., None]], -1)

@@ -76,17 +76,22 @@ def percentile_mask(values: jax.Array, percentile: float) -> jax.Array:
     return values < jnp.percentile(values, percentile)
 
 
-def affine(x: jax.Array, matrix: jax.Array, *, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
-    """Resample ``x`` ``[H, W, C]`` bilinearly: output pixel ``p`` reads input ``c + matrix @ (p - c)``.
+def affine(x: jax.Array, matrix: jax.Array, *, offset=None, mode: str = 'constant', cval: float = 0.0) -> jax.Array:
+    """Resample ``x`` ``[H, W, C]`` bilinearly: output pixel ``p`` reads input ``c + offset + matrix @ (p - c)``.
 
-    ``p`` and ``c`` (the centre) are ``(row, col)``; ``matrix`` is ``[2, 2]``. Borders: ``mode`` and
-    ``cval`` as ``jax.scipy.ndimage.map_coordinates``. Same shape and dtype as ``x``.
+    ``p`` and ``c`` (the centre) are ``(row, col)``; ``matrix`` is ``[2, 2]``, ``offset`` ``[2]`` pixels
+    (None: 0). Borders: ``mode`` and ``cval`` as ``jax.scipy.ndimage.map_coordinates``. Same shape and
+    dtype as ``x``.
     """
     h, w = x.shape[0], x.shape[1]
     c = jnp.asarray([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
+    if offset is not None:
+        c_src = c + jnp.asarray(offset, jnp.float32)
+    else:
+        c_src = c
     grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
                                   indexing='ij'))
-    src = c[:, None, None] + jnp.einsum('ij,jhw->ihw', jnp.asarray(matrix, jnp.float32), grid - c[:, None, None])
+    src = c_src[:, None, None] + jnp.einsum('ij,jhw->ihw', jnp.asarray(matrix, jnp.float32), grid - c[:, None, None])
     sample = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [src[0], src[1]], order=1, mode=mode, cval=cval)
     return jax.vmap(sample, in_axes=-1, out_axes=-1)(x).astype(x.dtype)
 

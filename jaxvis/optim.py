@@ -100,6 +100,14 @@ def adam(learning_rate: float) -> optax.GradientTransformation:
 
 
 @functools.cache
+def nadam(learning_rate: float) -> optax.GradientTransformation:
+    """``optax.nadam(learning_rate)`` (Adam with Nesterov momentum), cached: MACO's optimizer at 1.0
+    (Xplique's Keras ``Nadam(1.0)``, Horama's ``torch.optim.NAdam(lr=1.0)``; both also decay the
+    momentum by Dozat's schedule, which optax's ``nadam`` does not)."""
+    return _named(optax.nadam(learning_rate), f'nadam({learning_rate})')
+
+
+@functools.cache
 def chain(*txs: optax.GradientTransformation) -> optax.GradientTransformation:
     """``optax.chain(*txs)``, cached on the pieces."""
     return _named(optax.chain(*txs), 'chain(' + ', '.join(describe(t) for t in txs) + ')')

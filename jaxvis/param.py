@@ -15,7 +15,9 @@ A :class:`Param` is a pair of pure functions, as an optax transformation is:
 After Lucid (``lucid/optvis/param/{spatial,color,images}.py``; Mordvintsev et al., "Differentiable Image
 Parameterizations", Distill 2018): :func:`fourier` scales a random spectrum by ``1 / frequency`` so that
 every frequency moves about equally fast under gradient descent, :func:`decorrelated_to_rgb` lets the
-optimizer work in decorrelated (ImageNet) colour space, and a sigmoid keeps values valid.
+optimizer work in decorrelated (ImageNet) colour space, and a sigmoid keeps values valid. :func:`maco`
+(Fel et al. 2023, after Xplique's ``maco_image_parametrization``) optimizes only the phase of the
+spectrum and keeps its magnitude fixed to that of natural photos (:mod:`jaxvis.spectrum`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxvis import spectrum as S
 
 # Lucid's ``color_correlation_svd_sqrt``: the square root of ImageNet's RGB colour correlation matrix.
 COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02],
@@ -38,13 +42,16 @@ FOURIER_MAGIC = 4.0  # Lucid's ``image_t / 4.0`` after the inverse FFT (its own 
 
 class Param(NamedTuple):
     """``init(key, (H, W, C)) -> params``; ``to_image(params) -> [H, W, C]``; ``from_image`` its inverse;
-    ``space``: 'rgb01' or 'input' (see the module docstring)."""
+    ``space``: 'rgb01' or 'input' (see the module docstring); ``accumulate``, if set, is given each step
+    the gradient of the objective with respect to the image (MACO's transparency), and its params then
+    have an ``alpha`` field ``[H, W, C]``, which the engine returns."""
 
     init: Callable[[jax.Array, tuple[int, int, int]], Any]
     to_image: Callable[[Any], jax.Array]
     from_image: Callable[[jax.Array], Any]
     name: str
     space: str = 'rgb01'
+    accumulate: Callable[[Any, jax.Array], Any] | None = None   # (params, d objective / d image) -> params
 
 
 @flax.struct.dataclass
@@ -54,6 +61,17 @@ class Spectrum:
     from W = 2k + 1)."""
 
     coeffs: jax.Array
+    width: int = flax.struct.field(pytree_node=False)
+
+
+@flax.struct.dataclass
+class Phase:
+    """MACO's params: ``phase`` ``[H, W // 2 + 1, C]`` float32 of ``rfft2`` over (H, W); ``alpha``
+    ``[H, W, C]`` float32, the accumulated ``|d objective / d image|`` (no gradient reaches it: the
+    optimizer leaves it, and :func:`maco`'s ``accumulate`` adds to it); ``width`` static."""
+
+    phase: jax.Array
+    alpha: jax.Array
     width: int = flax.struct.field(pytree_node=False)
 
 
@@ -180,3 +198,45 @@ def image(*, fft: bool = True, decorrelate: bool = True, sigmoid: bool = True, s
 
     return Param(init, to_image, from_image,
                  f'image({base.name}, decorrelate={decorrelate}, sigmoid={sigmoid})')
+
+
+def _standardize(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+    return (x - jnp.mean(x)) / (jnp.std(x) + eps)
+
+
+@functools.cache
+def maco(*, sd: float = 1.0) -> Param:
+    """MACO's image (Fel et al. 2023; Xplique's ``maco_image_parametrization``): only the phase changes.
+
+    ``to_image``: the phase, standardized (mean 0, std 1 over all its entries), times the fixed magnitude
+    ``spectrum.template(H, W)`` gives the spectrum; ``irfft2`` over (H, W); the image is standardized,
+    taken from decorrelated colour to RGB and through a sigmoid: ``[H, W, 3]`` float32 in ``(0, 1)``.
+    ``init``: phase ``N(0, sd^2)`` (Xplique: 1), alpha 0; each step ``alpha += |d objective / d image|``
+    (Xplique's transparency). ``from_image`` keeps only the phase of the picture's
+    spectrum (a projection, not an inverse: the magnitude is the template's). Raises ValueError from
+    ``init`` if ``C != 3``.
+    """
+    def init(key, shape):
+        h, w, c = shape
+        if c != 3:
+            raise ValueError(f'maco needs 3 channels, got shape {tuple(shape)}')
+        return Phase(phase=sd * jax.random.normal(key, (h, w // 2 + 1, c), jnp.float32),
+                     alpha=jnp.zeros((h, w, c), jnp.float32), width=int(w))
+
+    def to_image(p: Phase):
+        h, w = p.phase.shape[0], p.width
+        ph = _standardize(p.phase)
+        mag = jnp.asarray(S.template(h, w))
+        img = jnp.fft.irfft2(jax.lax.complex(mag * jnp.cos(ph), mag * jnp.sin(ph)), s=(h, w), axes=(0, 1))
+        return jax.nn.sigmoid(decorrelated_to_rgb(_standardize(img.astype(jnp.float32))))
+
+    def from_image(img):
+        t = from_valid_rgb(img)
+        spec = jnp.fft.rfft2(t, axes=(0, 1))
+        return Phase(phase=jnp.angle(spec).astype(jnp.float32), alpha=jnp.zeros(t.shape, jnp.float32),
+                     width=int(img.shape[1]))
+
+    def accumulate(p: Phase, g_image):
+        return p.replace(alpha=p.alpha + jnp.abs(g_image))
+
+    return Param(init, to_image, from_image, f'maco(sd={sd})', accumulate=accumulate)

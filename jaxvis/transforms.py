@@ -145,3 +145,36 @@ def standard_transforms() -> Transform:
     t = compose(pad(12, mode='constant', value=0.5), crop_jitter(8), random_scale(LUCID_SCALES),
                 random_rotate(LUCID_ANGLES), crop_jitter(4))
     return _named(lambda key, x: t(key, x), 'standard_transforms')
+
+
+# ---------------------------------------------------------------- MACO's crops and noise
+# (Xplique's maco_optimisation_step; Fel et al. 2023): several random square crops of the image, each
+# resized back to the image's size, plus normal and uniform noise. The objective averages over them.
+
+@functools.cache
+def maco_crops(n: int = 4, *, box: float = 0.5, box_sd: float = 0.05, centre_sd: float = 0.15,
+               noise: float = 0.04) -> Transform:
+    """``[H, W, C] -> [n, H, W, C]``: ``n`` random square crops resized to ``H x W``, plus noise.
+
+    As Xplique's ``maco``: each crop's centre is ``0.5 + N(0, centre_sd^2)`` (as a fraction of the
+    image, per axis), its side ``clip(N(box, box_sd^2), 0.05, 1)`` of the image (Xplique's fixed-float
+    ``box_size`` mode; its default decays 0.5 -> 0.05 over the steps); ``tf.image.crop_and_resize``'s
+    bilinear sampling, zero outside the image. Then ``N(0, noise^2)`` and ``U(-noise/2, noise/2)`` noise
+    per pixel. Xplique's ``noise_intensity`` 0.08 is on its (-1, 1) input range: 0.04 here, on [0, 1].
+    """
+    n = check_int('crops', n, low=1)
+    box = check_float('box', box, low=0.05, high=1.0)
+    check_float('noise', noise, low=0.0)
+
+    def one(key, x):
+        kc, kb, kn, ku = jax.random.split(key, 4)
+        h, w = x.shape[0], x.shape[1]
+        centre = 0.5 + centre_sd * jax.random.normal(kc, (2,), jnp.float32)
+        side = jnp.clip(box + box_sd * jax.random.normal(kb, (), jnp.float32), 0.05, 1.0)
+        offset = (centre - 0.5) * jnp.asarray([h - 1, w - 1], jnp.float32)
+        crop = image_ops.affine(x, side * jnp.eye(2, dtype=jnp.float32), offset=offset, mode='constant', cval=0.0)
+        crop = crop + noise * jax.random.normal(kn, crop.shape, crop.dtype)
+        return crop + jax.random.uniform(ku, crop.shape, crop.dtype, -noise / 2.0, noise / 2.0)
+
+    return _named(lambda key, x: jax.vmap(one, in_axes=(0, None))(jax.random.split(key, n), x),
+                  f'maco_crops({n}, box={box}, noise={noise})')

@@ -110,6 +110,15 @@ def test_lucid_preset_runs_and_is_shown_unnormalized(tiny_cli, tmp_path):
     assert Image.open(tmp_path / 'out' / 'block2_conv1_0.png').size == (32, 32)
 
 
+def test_maco_preset_writes_the_transparency(tiny_cli, tmp_path):
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'maco') == 0
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert m['normalize'] == 'clip' and m['config']['param'] == 'maco(sd=1.0)' and m['config']['restarts']
+    alpha = Image.open(tmp_path / 'out' / 'block2_conv1_1_alpha.png')
+    assert alpha.mode == 'RGBA' and alpha.size == (32, 32)
+    assert Image.open(tmp_path / 'out' / 'block2_conv1_1.png').mode == 'RGB'
+
+
 def test_compile_cache_folder(monkeypatch, isolated):
     """The CLI keeps compiled steps in <jaxvis cache>/xla, unless turned off or already configured."""
     import jax

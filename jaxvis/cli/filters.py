@@ -10,7 +10,7 @@ import jax
 
 from jaxvis.atlas.plan import fingerprint
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
-from jaxvis.display import NORMALIZERS, check_margin, grid, to_uint8
+from jaxvis.display import NORMALIZERS, check_margin, grid, maco_rgba, to_uint8
 from jaxvis.edge import store
 from jaxvis.edge.files import check_out_dir, environment, file_stem, save_gif, save_png, write_json
 from jaxvis.errors import JaxvisError
@@ -54,7 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument('--best', type=int, default=None, help='grid of the best N live filters (default: all live)')
     p.add_argument('--margin', type=int, default=5, help='pixels between grid tiles (default 5)')
     p.add_argument('--normalize', default=None, choices=sorted(NORMALIZERS),
-                   help="display normalization (default 'seed', seed 003's mean/std one; 'clip' for --preset lucid, "
+                   help="display normalization (default 'seed', seed 003's mean/std one; 'clip' for --preset lucid/maco, "
                         "whose images are already in range)")
     p.add_argument('--gif', action='store_true', help='also write <layer>.gif of the grid as the filters form')
     p.add_argument('--snapshot-every', type=int, default=None, help='steps between GIF frames (default steps/20)')
@@ -175,11 +175,14 @@ def _progress_bar(total: int, layer: str, quiet: bool):
 
 
 def _write_layer(out: str, layer: str, res, args) -> list[str]:
-    """Per-filter PNGs, the grid of the best live filters and optionally the GIF; returns the file names."""
+    """Per-filter PNGs (and, for a param with a transparency such as maco's, ``<stem>_<f>_alpha.png`` RGBA),
+    the grid of the best live filters and optionally the GIF; returns the file names."""
     pics = to_uint8(res.images, args.normalize)
     files, stem = [], file_stem(layer)
-    for f, pic in zip(res.filters, pics):
+    for i, (f, pic) in enumerate(zip(res.filters, pics)):
         save_png(os.path.join(out, f'{stem}_{int(f)}.png'), pic)
+        if res.alpha is not None:
+            save_png(os.path.join(out, f'{stem}_{int(f)}_alpha.png'), maco_rgba(res.images[i], res.alpha[i]))
     order = best_order(res, args.best)
     if len(order):
         save_png(os.path.join(out, f'{stem}_grid.png'), grid([pics[i] for i in order], margin=args.margin))

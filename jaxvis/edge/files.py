@@ -92,7 +92,7 @@ def atomic_path(final: str | os.PathLike):
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-    """``image``: [H, W, 3] uint8."""
+    """``image``: [H, W, 3] uint8 (or [H, W, 4] RGBA)."""
     with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format='PNG')
 

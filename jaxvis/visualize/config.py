@@ -13,6 +13,11 @@ Each step (``t`` = 0, 1, ...), for the image's params ``p``:
 
 ``key_t = fold_in(filter_key, t + 1)``; the start is ``param.init(fold_in(filter_key, 0), (H, W, 3))``.
 With ``redirect_relu_steps = k`` the ReLUs pass Lucid's redirected gradient for the first ``k`` steps.
+A transform may return several views ``[K, H', W', 3]`` of the image (MACO's crops); the objective then
+averages over them. ``restarts``: at each of these steps, a filter whose objective is still ``<= 0``
+(dead) starts again from a fresh start drawn with a key derived from its own
+(:func:`jaxvis.visualize.start.restart_point`; ``restart_param``'s picture if given), optimizer state reset.
+A param with ``accumulate`` (MACO's) also gets the gradient with respect to its image each step.
 ``dtype='bfloat16'`` runs the network in bf16 (params, image and update stay float32).
 
 Every piece comes from a cached factory, so two configs built from the same preset and options are
@@ -46,6 +51,8 @@ class FilterConfig:
     transform: T.Transform = dataclasses.field(default_factory=T.identity)
     objective: Callable[[str], Any] = O.channel   # layer -> Objective; f is the filter
     redirect_relu_steps: int = 0
+    restarts: tuple[int, ...] = ()     # steps at which a dead filter restarts
+    restart_param: P.Param | None = None   # draws the restart's picture (None: param.init)
     dtype: str = 'float32'
     name: str = 'custom'               # the preset it came from, for manifests
 
@@ -53,6 +60,13 @@ class FilterConfig:
         check_int('steps', self.steps, low=1)
         check_int('redirect_relu_steps', self.redirect_relu_steps, low=0)
         check_choice('dtype', self.dtype, DTYPES)
+        if not isinstance(self.restarts, tuple):
+            raise JaxvisError(f'restarts must be a tuple of steps, got {type(self.restarts).__name__}')
+        for t in self.restarts:
+            check_int('restart step', t, low=1)
+        if self.restart_param is not None and self.restart_param.space != self.param.space:
+            raise JaxvisError(f'restart_param {self.restart_param.name} draws {self.restart_param.space} '
+                              f'pictures; the param {self.param.name} needs {self.param.space}')
         if self.param.space not in ('input', 'rgb01'):
             raise JaxvisError(f"param.space must be 'input' or 'rgb01', got {self.param.space!r}")
         if self.param.space != 'input' and self.regularizer is not R.identity():
@@ -69,4 +83,6 @@ class FilterConfig:
                 'optimizer': optim.describe(self.optimizer), 'regularizer': self.regularizer.name,
                 'transform': getattr(self.transform, '__name__', repr(self.transform)),
                 'objective': getattr(self.objective, '__name__', repr(self.objective)),
-                'redirect_relu_steps': self.redirect_relu_steps, 'dtype': self.dtype}
+                'redirect_relu_steps': self.redirect_relu_steps, 'restarts': list(self.restarts),
+                'restart_param': None if self.restart_param is None else self.restart_param.name,
+                'dtype': self.dtype}

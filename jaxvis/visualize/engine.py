@@ -43,6 +43,8 @@ class FilterResult(NamedTuple):
     snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
     snapshot_steps: tuple of the S step counts
     config:    the FilterConfig used
+    alpha:     [N, H, W] float32 >= 0, a param's accumulated ``|d objective / d image|`` summed over
+               colours (MACO's transparency: :func:`jaxvis.display.maco_rgba`), or None
     """
 
     images: np.ndarray
@@ -53,6 +55,7 @@ class FilterResult(NamedTuple):
     snapshots: np.ndarray | None
     snapshot_steps: tuple[int, ...]
     config: FilterConfig
+    alpha: np.ndarray | None = None
 
 
 def parse_filters(filters, n_channels: int, layer: str) -> np.ndarray:
@@ -181,18 +184,20 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
         return x, opt_init(x), f, keys
 
-    out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x, f), to_x, n, bs, cfg.steps,
+    out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
                        snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
+    alpha = None if cfg.param.accumulate is None else out.x[..., 3].astype(np.float32)
     return FilterResult(
-        images=np.asarray(model.deprocess(out.x)).astype(np.float32),
+        images=np.asarray(model.deprocess(out.x[..., :3])).astype(np.float32),
         losses=losses,
         history=out.history.astype(np.float32),
         dead=losses <= 0,
         filters=idx,
-        snapshots=None if out.snapshots is None else np.asarray(model.deprocess(out.snapshots)),
+        snapshots=None if out.snapshots is None else np.asarray(model.deprocess(out.snapshots[..., :3])),
         snapshot_steps=tuple(sorted(snap_steps)),
         config=cfg,
+        alpha=alpha,
     )
 
 
@@ -209,6 +214,9 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
         to_x = from_x = lambda x: x  # the seeds' pixels are VGG's input itself
     else:
         to_x, from_x = jax.jit(jax.vmap(to_model_input(model, cfg))), jax.jit(jax.vmap(from_model_input(model, cfg)))
+    if cfg.param.accumulate is not None:  # the accumulated image gradient rides along as a 4th channel
+        to_input = to_model_input(model, cfg)
+        to_x = jax.jit(jax.vmap(lambda q: jnp.concatenate([to_input(q), jnp.sum(q.alpha, -1, keepdims=True)], -1)))
     return step, score, make_init, opt_init, to_x, from_x
 
 

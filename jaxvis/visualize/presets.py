@@ -17,7 +17,13 @@ from jaxvis.errors import JaxvisError
 from jaxvis.util import check_choice, check_float, check_int
 from jaxvis.visualize.config import FilterConfig
 
-PIECES = ('steps', 'param', 'optimizer', 'regularizer', 'transform', 'objective', 'redirect_relu_steps', 'dtype')
+PIECES = ('steps', 'param', 'optimizer', 'regularizer', 'transform', 'objective', 'redirect_relu_steps', 'restarts',
+          'restart_param', 'dtype')
+# The quality presets' dead-filter rule: a filter still dead at step 16, 32 or 48 restarts from a fresh
+# natural-spectrum picture (param.maco's, from a key derived from its own), and the redirected ReLU stays
+# on until 16 steps after the last restart.
+RESTARTS = (16, 32, 48)
+REDIRECT_STEPS = 64
 PIXEL_KNOBS = dict(step_size=1.0, normalize='rms', lr_policy='constant', max_lr=100.0, desired_progress=2.0,
                    decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, value_pct=0.0, norm_pct=0.0,
                    contrib_pct=0.0, jitter=0, init_offset=118.0, init_scale=20.0, init_dist='uniform')
@@ -118,18 +124,40 @@ def yosinski(row: int, **options) -> FilterConfig:
                                              'init_dist': 'normal', **_YOSINSKI[row], **options})
 
 
+def _no_pixel_options(name: str, options: dict) -> None:
+    bad = set(options) - set(PIECES)
+    if bad:
+        raise JaxvisError(f'preset {name} takes no {", ".join(sorted(bad))} (its image is a Fourier param '
+                          'with its own transforms; pixel options do not apply)')
+
+
 def lucid(*, steps: int = 256, step_size: float = 0.05, **options) -> FilterConfig:
     """Lucid's defaults (``render_vis`` with ``param.image(fft=True, decorrelate=True)``): a 1/f-scaled
     Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam
-    (``step_size`` 0.05) on the raw gradient, the redirected ReLU gradient for 16 steps. Lucid runs 512
-    steps; 256 here (on VGG16 at 128 px the pattern has formed by about step 32: docs/presets.md)."""
-    bad = set(options) - set(PIECES)
-    if bad:
-        raise JaxvisError(f'preset lucid takes no {", ".join(sorted(bad))} (its image is a Fourier param '
-                          'with Lucid\'s transforms; pixel options do not apply)')
+    (``step_size`` 0.05) on the raw gradient. Lucid runs 512 steps; 256 here (on VGG16 at 128 px the
+    pattern has formed by about step 32: docs/presets.md). Beyond Lucid, the dead-filter rule
+    (:data:`RESTARTS`): restarts from a natural-spectrum picture, redirected ReLU for 64 steps."""
+    _no_pixel_options('lucid', options)
     pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
-              'redirect_relu_steps': 16, **options}
+              'redirect_relu_steps': REDIRECT_STEPS, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
     return FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
+
+
+def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float = 0.5, noise: float = 0.04,
+         **options) -> FilterConfig:
+    """MACO (Fel et al. 2023; Xplique's ``maco``): only the phase of the image's spectrum is optimized,
+    its magnitude fixed to natural photos' (:func:`jaxvis.param.maco`); each step the objective is the
+    mean over ``crops`` random crops of mean side ``box`` with noise (:func:`jaxvis.transforms.maco_crops`);
+    NAdam (``step_size`` 1.0, Xplique's and Horama's); 256 steps (Xplique's). The result's ``alpha`` is
+    the accumulated gradient magnitude (the transparency). Xplique takes 32 crops per step (Horama 6) and
+    decays the box from 0.5 to 0.05; here 4 crops of a fixed 0.5 by default, for CPU cost (one step costs
+    ``crops`` forward and backward passes). Plus the dead-filter rule (:data:`RESTARTS`), which restarts
+    from the param's own init with a new key."""
+    _no_pixel_options('maco', options)
+    pieces = {'param': P.maco(), 'optimizer': optim.nadam(float(step_size)),
+              'transform': T.maco_crops(int(crops), box=float(box), noise=float(noise)),
+              'redirect_relu_steps': REDIRECT_STEPS, 'restarts': RESTARTS, **options}
+    return FilterConfig(steps=check_int('steps', steps, low=1), name='maco', **pieces)
 
 
 PRESETS: dict[str, Callable[..., FilterConfig]] = {
@@ -140,6 +168,7 @@ PRESETS: dict[str, Callable[..., FilterConfig]] = {
     'yosinski3': lambda **o: yosinski(3, **o),
     'yosinski4': lambda **o: yosinski(4, **o),
     'lucid': lucid,
+    'maco': maco,
 }
 
 

@@ -63,10 +63,27 @@ def from_model_input(model: Model, cfg: FilterConfig) -> Callable:
     return lambda x: cfg.param.from_image(model.deprocess(x) / 255.0)
 
 
-def transformed_input(model: Model, cfg: FilterConfig) -> Callable:
-    """``(p, key) -> [H', W', 3]`` model input after the config's transform (which acts on the seeds'
-    pixels, or on the param's RGB image in [0, 1])."""
+def image_input(model: Model, cfg: FilterConfig) -> Callable:
+    """``(image, key) -> [H', W', 3]`` (or ``[K, H', W', 3]`` views) model input after the config's
+    transform, from ``param.to_image(p)`` (the seeds' pixels, or RGB in [0, 1])."""
     if cfg.param.space == 'input':
         to_input = pixel_maps(model)[0]
-        return lambda p, key: to_input(cfg.transform(key, cfg.param.to_image(p)))
-    return lambda p, key: model.preprocess(255.0 * cfg.transform(key, cfg.param.to_image(p)))
+        return lambda img, key: to_input(cfg.transform(key, img))
+    return lambda img, key: model.preprocess(255.0 * cfg.transform(key, img))
+
+
+def transformed_input(model: Model, cfg: FilterConfig) -> Callable:
+    """``(p, key) -> [H', W', 3]`` (or ``[K, H', W', 3]``) model input after the config's transform."""
+    from_image = image_input(model, cfg)
+    return lambda p, key: from_image(cfg.param.to_image(p), key)
+
+
+def restart_point(cfg: FilterConfig, key: jax.Array, t, shape: tuple[int, int, int]) -> Any:
+    """A dead filter's fresh start at step ``t``: ``param.init(fold_in(fold_in(key, 0), t + 1), shape)``
+    (``key`` the filter's own; its first start used ``fold_in(key, 0)`` itself), or with a
+    ``restart_param`` its picture from that key mapped into the config's param (``param.from_image``)."""
+    k = jax.random.fold_in(jax.random.fold_in(key, 0), t + 1)
+    if cfg.restart_param is None:
+        return cfg.param.init(k, shape)
+    r = cfg.restart_param
+    return cfg.param.from_image(r.to_image(r.init(k, shape)))

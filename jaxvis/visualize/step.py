@@ -18,7 +18,7 @@ from jaxvis.backend import sharding
 from jaxvis.models.forward import forward
 from jaxvis.models.protocol import Model
 from jaxvis.visualize.config import FilterConfig
-from jaxvis.visualize.start import transformed_input
+from jaxvis.visualize.start import image_input, restart_point
 
 
 def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, size: int | None = None,
@@ -40,27 +40,57 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
         model_k = model
     fwd = forward(model_k, layer, dtype=cfg.dtype, redirect=cfg.redirect)
     objective = objective or cfg.objective(layer)
-    model_input = transformed_input(model, cfg)
+    model_input = image_input(model, cfg)
     reg = None if cfg.regularizer is R.identity() else cfg.regularizer
+    to_image = jax.vmap(cfg.param.to_image) if group else cfg.param.to_image
+    accumulate = cfg.param.accumulate
 
-    def loss_fn(p, params, f, key, t):
+    def loss_of_image(img, params, f, key, t):
         active = (t < cfg.redirect_relu_steps).astype(jnp.float32) if cfg.redirect else None
         if group:
-            x = jax.vmap(lambda q, k: model_input(q, jax.random.fold_in(k, t + 1)))(p, key)
+            x = jax.vmap(lambda q, k: model_input(q, jax.random.fold_in(k, t + 1)))(img, key)
+            x = x.reshape((-1,) + x.shape[-3:])  # views of every image (a multi-view transform)
         else:
-            x = model_input(p, jax.random.fold_in(key, t + 1))[None]
+            x = model_input(img, jax.random.fold_in(key, t + 1))
+            x = x[None] if x.ndim == 3 else x   # one image, or the transform's [K, H, W, 3] views
         return objective(fwd(params, x, active), f).astype(jnp.float32)
 
+    def value_and_grads(p, params, f, key, t):
+        """(loss, d loss / d p, d loss / d image or None): one backward pass either way."""
+        if accumulate is None:
+            loss, g = jax.value_and_grad(lambda q: loss_of_image(to_image(q), params, f, key, t))(p)
+            return loss, g, None
+        img, pull = jax.vjp(to_image, p)
+        loss, g_img = jax.value_and_grad(loss_of_image)(img, params, f, key, t)
+        return loss, pull(g_img)[0], g_img
+
     def step(params, p, opt_state, f, key, t):
-        loss, g = jax.value_and_grad(loss_fn)(p, params, f, key, t)
+        loss, g, g_img = value_and_grads(p, params, f, key, t)
         with jax.numpy_dtype_promotion('standard'):  # optax's own code relies on it (adam: float ** int32)
             updates, opt_state = cfg.optimizer.update(jax.tree_util.tree_map(jnp.negative, g), opt_state, p)
         p = optax.apply_updates(p, updates)
         if reg is not None:
             p = jax.vmap(reg.apply, in_axes=(0, 0, None))(p, g, t) if group else reg.apply(p, g, t)
+        if accumulate is not None:
+            p = jax.vmap(accumulate)(p, g_img) if group else accumulate(p, g_img)
+        if cfg.restarts and not group:
+            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t)
         return p, opt_state, loss
 
     return step
+
+
+def restart_dead(cfg: FilterConfig, p, opt_state, loss, key, t):
+    """The restart rule for one filter: at a step in ``cfg.restarts``, if ``loss <= 0``, ``p`` becomes
+    :func:`~jaxvis.visualize.start.restart_point` of the filter's ``key`` and the optimizer state is
+    ``cfg.optimizer.init`` of it; otherwise both are unchanged. Elementwise selects only, so a filter
+    gets the same bytes alone as in a ``vmap``-ed batch."""
+    shape = jax.eval_shape(cfg.param.to_image, p).shape
+    hit = (loss <= 0) & jnp.isin(t, jnp.asarray(cfg.restarts, jnp.int32))
+    fresh = restart_point(cfg, key, t, shape)
+    pick = lambda new, old: jnp.where(hit, new, old)
+    return (jax.tree_util.tree_map(pick, fresh, p),
+            jax.tree_util.tree_map(pick, cfg.optimizer.init(fresh), opt_state))
 
 
 def make_score(model: Model, layer: str, objective) -> Callable:
