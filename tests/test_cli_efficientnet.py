@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxvis.cli.filters as cli_filters
 import jaxvis.edge.fetch as F
 import jaxvis.edge.weights as W
 from jaxvis.cli import main
@@ -73,13 +74,28 @@ def run(tmp_path, *extra):
                  '--steps', '3', '--out', str(tmp_path / 'out'), '--quiet', *extra])
 
 
-def test_filters_on_logits_and_probability(tmp_path):
-    assert run(tmp_path, '--layer', 'logits', '--filters', '1,7', '--probability') == 0
+def test_filters_on_logits_goes_up(tmp_path, monkeypatch):
+    results = []
+    real = cli_filters.visualize_filters
+    monkeypatch.setattr(cli_filters, 'visualize_filters', lambda *a, **k: results.append(real(*a, **k)) or results[-1])
+    assert run(tmp_path, '--layer', 'logits', '--filters', '1,7') == 0  # drop-dead on (seed's default)
+    assert np.all(results[0].losses > results[0].history[0])  # the logits went up (also after the drop-dead resume)
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
-    assert m['config']['objective'] == 'class_probability' and m['weights']['sha256'] == F.file_digest(TINY)
+    assert m['config']['objective'] == 'channel' and m['weights']['sha256'] == F.file_digest(TINY)
     assert [f['filter'] for f in m['layers']['logits']['filters']] == [1, 7]
-    assert all(0 < f['loss'] < 1 for f in m['layers']['logits']['filters'])
     assert (tmp_path / 'out' / 'logits_grid.png').is_file()
+
+
+def test_probability_flag_sets_the_objective(tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def fake(params, layer, idx, cfg, **k):
+        raise Stop(layer, list(idx), cfg.objective)
+    monkeypatch.setattr(cli_filters, 'visualize_filters', fake)
+    with pytest.raises(Stop) as e:
+        run(tmp_path, '--layer', 'logits', '--filters', '1,7', '--probability')
+    assert e.value.args == ('logits', [1, 7], class_probability)
 
 
 @pytest.mark.parametrize('args, says', [

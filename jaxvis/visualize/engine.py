@@ -181,6 +181,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
         if x is None:
             x = make_init(keys) if start is None else from_x(jnp.asarray(start[pos]))
+        else:  # the model input to resume from (drop_dead): back to the param
+            x = from_x(jnp.asarray(x))
         x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
         return x, opt_init(x), f, keys
 
