@@ -35,8 +35,12 @@ def photo(tmp_path):
     return src
 
 
+BOOKKEEPING = ('.jaxvis.lock', 'job.json')  # a filters folder's lock and configuration (jaxvis.edge.store)
+
+
 def files_under(folder) -> list[str]:
-    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
+                  if f not in BOOKKEEPING)
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -244,7 +248,7 @@ def test_mp4_encoder_failure_is_one_line(monkeypatch, tmp_path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 1 MiB tmpfs filled up to about 10 KB free (root with CAP_SYS_ADMIN only; skipped elsewhere)."""
+    """A 1 MiB tmpfs filled up to about 20 KB free: the lock and job.json, then a few PNGs (root with CAP_SYS_ADMIN only; skipped elsewhere)."""
     mnt = tmp_path / 'mnt'
     mnt.mkdir()
     if not IS_ROOT or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(mnt)],
@@ -252,7 +256,7 @@ def small_tmpfs(tmp_path):
         pytest.skip('cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)')
     try:
         free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
-        (mnt / 'filler').write_bytes(b'\0' * (free - 10 * 1024))
+        (mnt / 'filler').write_bytes(b'\0' * (free - 20 * 1024))
         yield mnt
     finally:
         subprocess.run(['umount', str(mnt)], check=True)

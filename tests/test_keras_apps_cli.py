@@ -28,6 +28,14 @@ def test_official_files_as_keras_source_states_them():
 
 @pytest.mark.parametrize('model', ['resnet50', 'inception_v3'])
 def test_found_where_vgg16_is_and_offline_error_is_one_line(model, isolated, monkeypatch, tmp_path):
+    import dataclasses
+    import hashlib
+    import jaxvis.edge.fetch as fetch
+    import jaxvis.edge.locations as locations
+    x = {m: dataclasses.replace(o, md5=hashlib.md5(b'x').hexdigest()) for m, o in OFFICIAL.items()}
+    for mod in (W, fetch, locations):  # the stand-in files' content b'x' passes the cache's md5 check
+        if hasattr(mod, 'OFFICIAL'):
+            monkeypatch.setattr(mod, 'OFFICIAL', x)
     name = OFFICIAL[model].name
     for folder in (isolated.weights, isolated.keras, isolated.cache):
         folder.mkdir(parents=True, exist_ok=True)
