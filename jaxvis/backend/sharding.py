@@ -86,21 +86,17 @@ def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None
 
 def in_groups(fn: Callable, in_axes: Sequence[int | None], width: int) -> Callable:
     """``fn`` (batched along axis 0 of the arguments whose ``in_axes`` is 0) applied to consecutive groups
-    of ``width``, unrolled (a ``lax.map`` loop body compiles to other rounding); the outputs are concatenated back. A share of exactly ``width`` is one call."""
+    of ``width``, unrolled (a ``lax.map`` loop body compiles to other rounding); the outputs are
+    concatenated back. A share of exactly ``width`` is one call."""
     def grouped(*args):
         n = next(jax.tree_util.tree_leaves(a)[0].shape[0] for a, ax in zip(args, in_axes) if ax == 0)
         if n == width:
             return fn(*args)
-        split = lambda t: jax.tree_util.tree_map(lambda v: v.reshape((n // width, width) + v.shape[1:]), t)
-        mapped = [i for i, ax in enumerate(in_axes) if ax == 0]
 
-        def one(group):
-            full = list(args)
-            for i, g in zip(mapped, group):
-                full[i] = g
-            return fn(*full)
+        def group(lo):
+            return fn(*(a if ax is None else jax.tree_util.tree_map(lambda v: v[lo:lo + width], a)
+                        for a, ax in zip(args, in_axes)))
 
-        groups = [one(tuple(jax.tree_util.tree_map(lambda v: v[j], split(args[i])) for i in mapped))
-                  for j in range(n // width)]
-        return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v), *groups)
+        outs = [group(lo) for lo in range(0, n, width)]
+        return jax.tree_util.tree_map(lambda *v: jnp.concatenate(v), *outs)
     return grouped

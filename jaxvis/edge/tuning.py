@@ -21,7 +21,7 @@ def use_disk_cache() -> bool:
         loaded = tune.load(json.loads(path().read_text()))
     except (OSError, ValueError):
         loaded = False
-    tune.keep_with(lambda table: save(table))
+    tune.keep_with(save)
     return loaded
 
 
