@@ -29,7 +29,7 @@ def filter_chunk(params, chunk: Chunk, cfg: FilterConfig, *, model: Model, size:
     """
     res = visualize_filters(params, chunk.layer, list(chunk.filters), cfg, model=model, size=size, key=key,
                             batch_size=batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
-                            progress=progress)
+                            progress=progress, split_processes=False)  # a chunk is one process's work
     means = metrics.channel_means(params, chunk.layer, np.clip(res.images, 0.0, 255.0), model=model)
     return {'images': res.images, 'snapshots': res.snapshots, 'loss': res.losses, 'dead': res.dead,
             'selectivity': np.asarray(metrics.selectivity(means, res.filters)),

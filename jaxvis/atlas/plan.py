@@ -107,3 +107,16 @@ def layer_costs(shapes: dict[str, tuple], layers) -> dict[str, float]:
         total[name] = running
     base = total[layers[0]] if layers else 1.0
     return {layer: total[layer] / base for layer in layers}
+
+
+def assign(plan: list[Chunk], n: int) -> list[int]:
+    """The process (0..n-1) that computes each chunk of ``plan``: the costliest chunks first, each to the
+    process with the least work so far (ties: the lowest index). Pure and deterministic, so every
+    process of a run derives the same assignment."""
+    load = [0.0] * n
+    owner = [0] * len(plan)
+    for i in sorted(range(len(plan)), key=lambda i: -plan[i].cost):
+        p = min(range(n), key=lambda q: (load[q], q))
+        owner[i] = p
+        load[p] += plan[i].cost
+    return owner

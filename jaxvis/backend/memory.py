@@ -29,6 +29,23 @@ def memory_bytes(device=None) -> int | None:
     return None
 
 
+def accelerator_batch(image_bytes: int, multiple: int = 8, device=None, *, low: int = 8, high: int = 1024) -> int:
+    """Images per device call on an accelerator: a quarter of its free memory (``memory_stats()``'s
+    ``bytes_limit - bytes_in_use``) over 4x ``image_bytes`` (one image's activations: the forward pass,
+    its gradient and the optimizer's state), a multiple of ``multiple`` in ``[low, high]``; ``low`` where
+    the device reports nothing."""
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory stats
+        stats = {}
+    free = int(stats.get('bytes_limit', 0)) - int(stats.get('bytes_in_use', 0))
+    if free <= 0 or image_bytes <= 0:
+        return low
+    n = free // 4 // (4 * image_bytes) // multiple * multiple
+    return int(min(high, max(low, n)))
+
+
 def check_fits(what: str, nbytes: int, device=None) -> None:
     """Raise JaxvisError if ``nbytes`` (a lower bound of what ``what`` needs) exceeds the device's memory."""
     limit = memory_bytes(device)

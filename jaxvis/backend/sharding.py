@@ -5,8 +5,8 @@ filters splits over devices with no communication: :func:`shard_batched` runs th
 ``shard_map`` on each device's slice. The engine gives every device the same number of images, in groups
 of the same width (:func:`in_groups`), so on XLA:CPU the results are bit for bit those of one device
 (tests/test_sharding.py).
-Multi-host: call ``jax.distributed.initialize()`` first; the mesh here is built from *local* devices only,
-so each process renders its own filters (docs/performance.md).
+Many processes: the mesh here is built from *local* devices only; :mod:`jaxvis.backend.hosts` gives each
+process its own block of filters.
 """
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def filter_mesh(devices: Devices = None) -> Mesh | None:
     return None if len(devs) == 1 else Mesh(np.asarray(devs), (AXIS,))
 
 
+def platform(mesh: Mesh | None) -> str:
+    """The platform ('cpu', 'gpu', 'tpu') of ``mesh``'s devices, or of the default local device."""
+    return (jax.local_devices() if mesh is None else mesh.devices.flat)[0].platform
+
+
 def shard(tree, mesh: Mesh | None):
     """Put every leaf of ``tree`` on ``mesh`` split along its leading (filter) axis; no-op without a mesh."""
     if mesh is None:
@@ -76,8 +81,7 @@ def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None
     batched = jax.vmap(fn, in_axes=tuple(in_axes))
     if width is not None:
         batched = in_groups(batched, in_axes, width)
-    platform = (jax.local_devices() if mesh is None else mesh.devices.flat)[0].platform
-    jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform))
+    jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform(mesh)))
     if mesh is None:
         return jit(batched)
     specs = tuple(P() if a is None else P(AXIS) for a in in_axes)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 
 import jax
 
-from jaxvis.atlas import AtlasConfig, chunks, fingerprint, layer_costs
+from jaxvis.atlas import AtlasConfig, assign, chunks, fingerprint, layer_costs
 from jaxvis.atlas import compute
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
 from jaxvis.cli.filters import parse_filter_arg
-from jaxvis.edge import atlas_out, photos, site, store
+from jaxvis.backend import hosts
+from jaxvis.edge import atlas_out, cluster, multi, photos, site, store
 from jaxvis.edge.files import environment
-from jaxvis.errors import JaxvisError
 from jaxvis.models import probe
 from jaxvis.visualize import PRESETS, can_drop_dead, check_request, preset
 
@@ -45,6 +46,7 @@ def add_parser(sub) -> None:
                    help="photos for dataset examples (default: scikit-image's sample photos, fetched once)")
     p.add_argument('--overwrite', action='store_true', help='replace results of another configuration in --out')
     p.add_argument('--quiet', action='store_true', help='no progress bar or messages')
+    cluster.add_args(p)
     p.set_defaults(run=run)
 
 
@@ -67,22 +69,29 @@ def run(args: argparse.Namespace) -> int:
     paths = (photos.photo_files(args.photos) if args.photos else photos.default_photos()) if job.examples else []
     tiles, labels = photos.tiles(paths, PHOTO_SIZE) if paths else (None, [])
 
-    with store.lock(args.out):
+    with store.lock(args.out, multi.lock_name()):
         params, weights_info = load_params(args, model, quiet=args.quiet)
         use_compile_cache()
         described = {**job.to_dict(), 'conv': args.conv, 'weights_sha256': weights_info.get('sha256'),
                      'photos_sha256': None if tiles is None else hashlib.sha256(tiles.tobytes()).hexdigest()}
-        resumed = store.claim(args.out, described, fingerprint(described), overwrite=args.overwrite)
+        multi.check_same_job(described)
+        shared, lead = multi.shared_folder(args.out), hosts.process_index() == 0
+        resumed = (store.claim(args.out, described, fingerprint(described), overwrite=args.overwrite)
+                   if lead or not shared else True)
+        hosts.barrier('jaxvis atlas: claimed')  # in a shared folder, process 0 claims it first
         shapes = probe.layer_shapes(model, params, job.size)
         plan = chunks(job, idx, cfg.steps, layer_costs(shapes, layers))
-        todo = [c for c in plan if store.finished(args.out, c.name) is None]
+        owner = assign(plan, hosts.process_count())
+        mine = [c for c, p in zip(plan, owner) if p == hosts.process_index()]
+        todo = [c for c in mine if store.finished(args.out, c.name) is None]
         if not args.quiet and resumed:
-            sys.stderr.write(f'jaxvis: continuing in {args.out}: {len(plan) - len(todo)} of {len(plan)} chunks '
+            sys.stderr.write(f'jaxvis: continuing in {args.out}: {len(mine) - len(todo)} of {len(mine)} chunks '
                              'already done\n')
-        bar = _bar(sum(c.cost for c in plan), sum(c.cost for c in plan if c not in todo), args.quiet)
+        bar = _bar(sum(c.cost for c in mine), sum(c.cost for c in mine if c not in todo), args.quiet)
         key = jax.random.key(job.seed)
         info = {'model': model.name, 'weights': weights_info, 'config': described, 'environment': environment()}
         channels = {layer: int(shapes[layer][-1]) for layer in layers}
+        single = hosts.process_count() == 1
         try:
             for i, chunk in enumerate(todo):
                 if bar:
@@ -103,15 +112,38 @@ def run(args: argparse.Namespace) -> int:
                     rec = atlas_out.write_examples(args.out, chunk, res, labels)
                 store.finish(args.out, chunk.name, rec)
                 settle()
-                if i + 1 == len(todo) or todo[i + 1].layer != chunk.layer:  # a layer done: the site so far
+                if single and (i + 1 == len(todo) or todo[i + 1].layer != chunk.layer):  # a layer: the site so far
                     site.write_site(args.out, info, atlas_out.layer_entries(args.out, plan, channels))
-            site.write_site(args.out, info, atlas_out.layer_entries(args.out, plan, channels))
         finally:
             if bar:
                 bar.close()
-    if not args.quiet:
+        if not shared:
+            _send_to_lead(args.out, plan, mine)
+        hosts.barrier('jaxvis atlas: computed')
+        if lead:
+            site.write_site(args.out, info, atlas_out.layer_entries(args.out, plan, channels))
+    if not args.quiet and lead:
         sys.stderr.write(f'jaxvis: atlas of {len(layers)} layers in {args.out}: open {args.out}/index.html\n')
     return 0
+
+
+def _send_to_lead(out: str, plan, mine) -> None:
+    """A folder per host: every process sends process 0 the files and records of its finished chunks that
+    process 0 lacks (through JAX); process 0 writes them, each chunk's record after its files."""
+    lacking = set(json.loads(hosts.from_process_0(json.dumps(
+        [c.name for c in plan if store.finished(out, c.name) is None]).encode())))
+    files = {}
+    for c in mine:
+        rec = store.finished(out, c.name) if c.name in lacking else None
+        if rec is not None:
+            files.update(multi.read_files(out, [*atlas_out.record_files(rec), f'{store.CHUNKS}/{c.name}.json']))
+    sent = hosts.gather_bytes(multi.pack(files))
+    if hosts.process_index() == 0:
+        for data in sent[1:]:
+            got = multi.unpack(data)
+            records = {k: v for k, v in got.items() if k.startswith(f'{store.CHUNKS}/')}
+            multi.write_files(out, {k: v for k, v in got.items() if k not in records})
+            multi.write_files(out, records)
 
 
 def _bar(total: float, done: float, quiet: bool):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -9,10 +10,11 @@ import time
 import jax
 
 from jaxvis.atlas.plan import fingerprint
+from jaxvis.backend import hosts
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
-from jaxvis.display import NORMALIZERS, check_margin, grid, maco_rgba, to_uint8
-from jaxvis.edge import store
-from jaxvis.edge.files import check_out_dir, environment, file_stem, save_gif, save_png, write_json
+from jaxvis.display import NORMALIZERS, check_margin
+from jaxvis.edge import cluster, filters_out, multi, store
+from jaxvis.edge.files import check_out_dir, environment, file_stem, write_json
 from jaxvis.errors import JaxvisError
 from jaxvis.util import check_seed
 from jaxvis.models import imagenet, probe
@@ -61,6 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument('--overwrite', action='store_true',
                    help='replace results of another configuration in --out (the same one continues)')
     p.add_argument('--quiet', action='store_true', help='no progress bar or messages')
+    cluster.add_args(p)
     p.set_defaults(run=run)
 
 
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             for layer in layers]  # everything checked before computing anything
     out = check_out_dir(args.out)
 
-    with store.lock(out):
+    with store.lock(out, multi.lock_name()):
         return _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out)
 
 
@@ -135,14 +138,20 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
     job = {k: manifest[k] for k in ('model', 'size', 'seed', 'preset', 'config', 'batch_size', 'normalize', 'drop_dead')}
     job.update(filters=args.filters, best=args.best, margin=args.margin, gif=args.gif, snapshot_every=snapshot_every,
                weights_sha256=weights_info.get('sha256'))
+    multi.check_same_job(job)
+    lead = hosts.process_index() == 0
     done = {}
-    if store.claim(out, job, fingerprint(job), overwrite=args.overwrite):
+    if lead and store.claim(out, job, fingerprint(job), overwrite=args.overwrite):
         done = (store.read_json(os.path.join(out, 'manifest.json')) or {}).get('layers', {})
+    done = json.loads(hosts.from_process_0(json.dumps(done).encode()))  # every process follows process 0
+    if hosts.process_count() > 1:
+        manifest['processes'] = hosts.process_count()
     for layer, idx in plan:
         if layer in done:  # finished by an earlier run of this configuration
             manifest['layers'][layer] = done[layer]
             continue
-        bar = _progress_bar(len(idx) * cfg.steps, layer, args.quiet)
+        mine = hosts.my_share(len(idx))
+        bar = _progress_bar((mine.stop - mine.start) * cfg.steps, layer, args.quiet)
         t0 = time.time()
         try:
             res = visualize_filters(params, layer, idx, cfg, model=model, size=args.size, key=key,
@@ -151,19 +160,26 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
         finally:
             if bar:
                 bar.close()
+        part = filters_out.own(res, args.normalize, args.gif)
+        filters_out.write_filter_files(out, layer, res, part)
+        whole = filters_out.gather(part)  # every process's filters, on process 0
         seconds = time.time() - t0
-        files = _write_layer(out, layer, res, args)
+        if whole is None:
+            continue
+        order = best_order(whole, args.best)
+        files = filters_out.write_summary(out, layer, whole, order, margin=args.margin, gif=args.gif)
         manifest['layers'][layer] = {
             'seconds': round(seconds, 3), 'files': files,
             'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{file_stem(layer)}_{int(f)}.png'}
-                        for f, l, d in zip(res.filters, res.losses, res.dead)],
-            'grid_order': [int(res.filters[i]) for i in best_order(res, args.best)],
-            'dead_count': int(res.dead.sum()),
+                        for f, l, d in zip(whole.filters, whole.losses, whole.dead)],
+            'grid_order': [int(whole.filters[i]) for i in order],
+            'dead_count': int(whole.dead.sum()),
         }
         write_json(os.path.join(out, 'manifest.json'), manifest)
         if not args.quiet:
-            sys.stderr.write(f'jaxvis: {layer}: {len(idx)} filters, {int(res.dead.sum())} dead, '
+            sys.stderr.write(f'jaxvis: {layer}: {len(idx)} filters, {int(whole.dead.sum())} dead, '
                              f'{seconds:.1f} s -> {out}\n')
+    hosts.barrier('jaxvis filters: done')
     return 0
 
 
@@ -172,23 +188,3 @@ def _progress_bar(total: int, layer: str, quiet: bool):
         return None
     from tqdm import tqdm
     return tqdm(total=total, desc=layer, unit='filter-step', file=sys.stderr, dynamic_ncols=True)
-
-
-def _write_layer(out: str, layer: str, res, args) -> list[str]:
-    """Per-filter PNGs (and, for a param with a transparency such as maco's, ``<stem>_<f>_alpha.png`` RGBA),
-    the grid of the best live filters and optionally the GIF; returns the file names."""
-    pics = to_uint8(res.images, args.normalize)
-    files, stem = [], file_stem(layer)
-    for i, (f, pic) in enumerate(zip(res.filters, pics)):
-        save_png(os.path.join(out, f'{stem}_{int(f)}.png'), pic)
-        if res.alpha is not None:
-            save_png(os.path.join(out, f'{stem}_{int(f)}_alpha.png'), maco_rgba(res.images[i], res.alpha[i]))
-    order = best_order(res, args.best)
-    if len(order):
-        save_png(os.path.join(out, f'{stem}_grid.png'), grid([pics[i] for i in order], margin=args.margin))
-        files.append(f'{stem}_grid.png')
-    if args.gif and res.snapshots is not None and len(order):
-        frames = [grid(list(to_uint8(snap[order], args.normalize)), margin=args.margin) for snap in res.snapshots]
-        save_gif(os.path.join(out, f'{stem}.gif'), frames, duration_ms=150)
-        files.append(f'{stem}.gif')
-    return files

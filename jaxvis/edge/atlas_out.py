@@ -67,6 +67,15 @@ def write_examples(out: str, chunk: Chunk, res: dict, labels: list[str]) -> dict
     return {'kind': 'examples', 'layer': chunk.layer, 'filters': list(chunk.filters), 'examples': per_filter}
 
 
+def record_files(rec: dict) -> list[str]:
+    """The files (relative paths) a chunk's record refers to."""
+    if rec['kind'] == 'filters':
+        return [path for row in rec['filters'] for path in (row['png'], row['gif'])]
+    if rec['kind'] == 'diverse':
+        return list(rec['images'])
+    return [row['png'] for rows in rec['examples'] for row in rows]
+
+
 def layer_entries(out: str, chunks: list[Chunk], channels: dict[str, int]) -> list[dict]:
     """The finished chunks' records gathered per layer (forward order) for :func:`jaxvis.edge.site.pages`;
     layers with no finished filter chunk are left out."""

@@ -100,7 +100,7 @@ def filter_html(info: dict, entry: dict, pos: int) -> str:
     layer, fs = entry['layer'], entry['filters']
     r = fs[pos]
     f = r['filter']
-    links = [f'<a href="index.html">index</a>', f'<a href="{layer_page(layer)}">{html.escape(layer)}</a>']
+    links = ['<a href="index.html">index</a>', f'<a href="{layer_page(layer)}">{html.escape(layer)}</a>']
     if pos > 0:
         links.append(f'<a href="{filter_page(layer, fs[pos - 1]["filter"])}">previous</a>')
     if pos + 1 < len(fs):

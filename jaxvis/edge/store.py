@@ -27,10 +27,11 @@ CHUNKS = 'chunks'
 
 
 @contextmanager
-def lock(out: str):
-    """Hold ``out``'s lock for the block. Raises JaxvisError if another process holds it."""
+def lock(out: str, name: str = LOCK):
+    """Hold ``out``'s lock (the file ``name`` in it) for the block. Raises JaxvisError if another process
+    holds it."""
     check_out_dir(out)
-    path = os.path.join(out, LOCK)
+    path = os.path.join(out, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:

@@ -7,13 +7,13 @@ chunks of filters, spread over the local devices (:mod:`jaxvis.backend.sharding`
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.backend import sharding, xla
+from jaxvis.backend import hosts, memory, sharding, xla
 from jaxvis.errors import JaxvisError
 from jaxvis.models import footprint, probe
 from jaxvis.models.forward import params_up_to
@@ -23,39 +23,14 @@ from jaxvis.util import ceil_div, check_int
 from jaxvis.visualize import schedule
 from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.presets import preset
-from jaxvis.visualize.start import filter_keys, from_model_input, start_point, to_model_input
+from jaxvis.visualize.result import FilterResult, empty_result
+from jaxvis.visualize.start import filter_keys, from_model_input, start_images, start_point, to_model_input
 from jaxvis.visualize.step import batched, make_score, make_step
 
 WIDTH = 8  # images per operation, whatever the job: XLA:CPU's convolutions and matmuls round by the
 # batch *shape* (Eigen picks its blocking from it), never by the batch mates' values, so a fixed width
 # makes every filter's image independent of the batch size, of how many filters are asked for and of
 # the device count (docs/performance.md)
-
-
-class FilterResult(NamedTuple):
-    """What :func:`visualize_filters` returns (numpy arrays on the host).
-
-    images:    [N, H, W, 3] float32, RGB nominally 0..255 (the optimized inputs, de-processed, not clipped)
-    losses:    [N] float32, the objective of each final image
-    history:   [steps, N] float32, the objective at each step, before that step's update
-    dead:      [N] bool, final objective <= 0 (its gradient is 0: the image cannot move; seed 003 drops these)
-    filters:   [N] int, the filter indices, in the order asked
-    snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
-    snapshot_steps: tuple of the S step counts
-    config:    the FilterConfig used
-    alpha:     [N, H, W] float32 >= 0, a param's accumulated ``|d objective / d image|`` summed over
-               colours (MACO's transparency: :func:`jaxvis.display.maco_rgba`), or None
-    """
-
-    images: np.ndarray
-    losses: np.ndarray
-    history: np.ndarray
-    dead: np.ndarray
-    filters: np.ndarray
-    snapshots: np.ndarray | None
-    snapshot_steps: tuple[int, ...]
-    config: FilterConfig
-    alpha: np.ndarray | None = None
 
 
 def parse_filters(filters, n_channels: int, layer: str) -> np.ndarray:
@@ -118,7 +93,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
                       model: str | Model = 'vgg16', size: int = 128, key: jax.Array | None = None,
                       init=None, batch_size: int | None = None, snapshot_every: int | None = None,
                       progress: Callable[[int], None] | None = None, devices=None,
-                      drop_dead: bool = False) -> FilterResult:
+                      drop_dead: bool = False, split_processes: bool = True) -> FilterResult:
     """Find, for each filter, the input that maximizes its objective, by gradient ascent.
 
     Args:
@@ -132,9 +107,9 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
       batch_size: filters per device in each compiled call (memory bound), rounded up to a multiple of
-        :data:`WIDTH` (8); None: 8. Every operation sees groups of exactly 8 images per device (a last,
-        partial chunk is padded), so on CPU an image is the same bytes whatever ``batch_size``, the
-        filters asked with it or the device count.
+        :data:`WIDTH` (8); None: 8 on CPU, on an accelerator what a quarter of its free memory holds
+        (:func:`jaxvis.backend.memory.accelerator_batch`). On CPU every operation sees groups of exactly 8
+        images per device (short chunks padded): an image is the same bytes whatever the batch or devices.
       snapshot_every: also return the images every k steps (to watch the filters form).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
@@ -142,6 +117,10 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       drop_dead: after the first step, optimize only the live filters (see :mod:`.schedule`): the dead
         ones (objective and gradient exactly 0) get exactly the result all steps would give. Needs a
         config whose step cannot move such an image (:func:`.schedule.can_drop_dead`).
+      split_processes: in a multi-process program (after ``jax.distributed.initialize``), compute only this
+        process's block of the filters (:func:`jaxvis.backend.hosts.my_share`, in proportion to each
+        process's devices) and return those: ``result.filters`` says which (possibly none). Each image is
+        the same bytes as in a single-process run. False: every filter asked, on this process's devices.
 
     Returns:
       FilterResult (shapes in its docstring).
@@ -154,24 +133,23 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     idx = check_request(model, layer, filters, size=size, config=cfg, batch_size=batch_size, drop_dead=drop_dead,
                         snapshot_every=snapshot_every, params=params)
     key = jax.random.key(0) if key is None else key
+    start = start_images(model, init, len(idx), size)
+    mine = hosts.my_share(len(idx)) if split_processes else slice(None)
+    idx, start = idx[mine], None if start is None else start[mine]
+    if not len(idx):  # more processes than filters: nothing here
+        return empty_result(cfg, size, snapshot_steps(cfg.steps, snapshot_every))
     mesh = sharding.filter_mesh(devices)
     p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
-    bs = ceil_div(batch_size or WIDTH, WIDTH) * WIDTH * (1 if mesh is None else mesh.size)
-
-    start = None
-    if init is not None:
-        start = np.asarray(init, np.float32)
-        if start.ndim == 3:
-            start = np.broadcast_to(start, (n,) + start.shape)
-        if start.shape != (n, size, size, 3):
-            raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
-        start = np.asarray(model.preprocess(start))
+    width = WIDTH if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
+    per_device = batch_size or (WIDTH if width else memory.accelerator_batch(
+        footprint.activation_bytes(model, layer, (size, size), params), WIDTH))
+    bs = ceil_div(per_device, WIDTH) * WIDTH * (1 if mesh is None else mesh.size)
 
     try:
-        compiled = _compiled(model, layer, cfg, mesh, size, bs)
+        compiled = _compiled(model, layer, cfg, mesh, size, bs, width)
     except TypeError:  # a config holding an unhashable piece: compiled afresh each call
-        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs)
+        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, width)
     step, score, make_init, opt_init, to_x, from_x = compiled
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
@@ -204,11 +182,11 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int):
+def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int, width: int | None):
     """The jitted step, scorer, start maker, optimizer init and input maps for one configuration,
     reused by every call with an equal one (configs from presets compare equal)."""
     objective = cfg.objective(layer)
-    step = batched(make_step(model, layer, cfg, objective, size=size, batch=WIDTH), mesh, WIDTH)
+    step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs), mesh, width)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))

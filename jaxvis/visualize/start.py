@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxvis.errors import JaxvisError
 from jaxvis.models.protocol import Model
 from jaxvis.models.vgg import deprocess as caffe_deprocess
 from jaxvis.models.vgg import preprocess as caffe_preprocess
@@ -87,3 +89,16 @@ def restart_point(cfg: FilterConfig, key: jax.Array, t, shape: tuple[int, int, i
         return cfg.param.init(k, shape)
     r = cfg.restart_param
     return cfg.param.from_image(r.to_image(r.init(k, shape)))
+
+
+def start_images(model: Model, init, n: int, size: int) -> np.ndarray | None:
+    """``init`` (RGB 0..255, ``[H, W, 3]`` shared or ``[n, H, W, 3]``) as ``[n, size, size, 3]`` model input,
+    or None for None. Raises JaxvisError for another shape."""
+    if init is None:
+        return None
+    start = np.asarray(init, np.float32)
+    if start.ndim == 3:
+        start = np.broadcast_to(start, (n,) + start.shape)
+    if start.shape != (n, size, size, 3):
+        raise JaxvisError(f'init must be [{size}, {size}, 3] or [{n}, {size}, {size}, 3], got {list(np.shape(init))}')
+    return np.asarray(model.preprocess(start))

@@ -1,0 +1,76 @@
+"""``jaxvis filters``'s files for one layer: each process's per-filter images, and (process 0) the layer's
+grid and GIF from every process's results, gathered through JAX when the run spans processes."""
+from __future__ import annotations
+
+import io
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxvis.backend import hosts
+from jaxvis.display import grid, maco_rgba, to_uint8
+from jaxvis.edge.files import file_stem, save_gif, save_png
+
+
+class Layer(NamedTuple):
+    """A layer's results as the grid and the manifest need them (numpy, in the order the filters were asked).
+
+    filters: [N] int; losses: [N] float32; dead: [N] bool; pics: [N, H, W, 3] uint8 (display-normalized);
+    frames: [S, N, H, W, 3] uint8 snapshots, or None.
+    """
+
+    filters: np.ndarray
+    losses: np.ndarray
+    dead: np.ndarray
+    pics: np.ndarray
+    frames: np.ndarray | None
+
+
+def own(res, normalize: str, frames: bool) -> Layer:
+    """This process's part of a layer from a :class:`jaxvis.FilterResult`."""
+    shots = None
+    if frames and res.snapshots is not None:
+        shots = np.stack([to_uint8(s, normalize) for s in res.snapshots]) if len(res.filters) else \
+            np.zeros(res.snapshots.shape, np.uint8)
+    return Layer(np.asarray(res.filters), np.asarray(res.losses), np.asarray(res.dead),
+                 to_uint8(res.images, normalize) if len(res.filters) else np.zeros(res.images.shape, np.uint8), shots)
+
+
+def write_filter_files(out: str, layer: str, res, part: Layer) -> None:
+    """The per-filter PNGs of this process's filters (and for a param with a transparency, such as maco's,
+    ``<stem>_<f>_alpha.png`` RGBA)."""
+    stem = file_stem(layer)
+    for i, (f, pic) in enumerate(zip(part.filters, part.pics)):
+        save_png(os.path.join(out, f'{stem}_{int(f)}.png'), pic)
+        if res.alpha is not None:
+            save_png(os.path.join(out, f'{stem}_{int(f)}_alpha.png'), maco_rgba(res.images[i], res.alpha[i]))
+
+
+def gather(part: Layer) -> Layer | None:
+    """Every process's part, joined in process order (the filters' order), on process 0; None elsewhere.
+    A collective: every process calls it. In a single process: ``part`` itself."""
+    if hosts.process_count() == 1:
+        return part
+    buf = io.BytesIO()
+    arrays = {k: v for k, v in part._asdict().items() if v is not None}
+    np.savez(buf, **arrays)
+    parts = [np.load(io.BytesIO(b)) for b in hosts.gather_bytes(buf.getvalue())]
+    if hosts.process_index() != 0:
+        return None
+    return Layer(*(np.concatenate([p[k] for p in parts], axis=1 if k == 'frames' else 0) if k in parts[0] else None
+                   for k in Layer._fields))
+
+
+def write_summary(out: str, layer: str, whole: Layer, order, *, margin: int, gif: bool) -> list[str]:
+    """The grid of the filters at positions ``order`` (best first) and optionally the GIF of them forming;
+    returns the file names."""
+    stem, files = file_stem(layer), []
+    if len(order):
+        save_png(os.path.join(out, f'{stem}_grid.png'), grid([whole.pics[i] for i in order], margin=margin))
+        files.append(f'{stem}_grid.png')
+    if gif and whole.frames is not None and len(order):
+        frames = [grid(list(shot[order]), margin=margin) for shot in whole.frames]
+        save_gif(os.path.join(out, f'{stem}.gif'), frames, duration_ms=150)
+        files.append(f'{stem}.gif')
+    return files

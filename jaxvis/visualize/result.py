@@ -1,0 +1,44 @@
+"""What the filter engine returns."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxvis.visualize.config import FilterConfig
+
+
+class FilterResult(NamedTuple):
+    """What :func:`visualize_filters` returns (numpy arrays on the host).
+
+    images:    [N, H, W, 3] float32, RGB nominally 0..255 (the optimized inputs, de-processed, not clipped)
+    losses:    [N] float32, the objective of each final image
+    history:   [steps, N] float32, the objective at each step, before that step's update
+    dead:      [N] bool, final objective <= 0 (its gradient is 0: the image cannot move; seed 003 drops these)
+    filters:   [N] int, the filter indices, in the order asked
+    snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
+    snapshot_steps: tuple of the S step counts
+    config:    the FilterConfig used
+    alpha:     [N, H, W] float32 >= 0, a param's accumulated ``|d objective / d image|`` summed over
+               colours (MACO's transparency: :func:`jaxvis.display.maco_rgba`), or None
+    """
+
+    images: np.ndarray
+    losses: np.ndarray
+    history: np.ndarray
+    dead: np.ndarray
+    filters: np.ndarray
+    snapshots: np.ndarray | None
+    snapshot_steps: tuple[int, ...]
+    config: FilterConfig
+    alpha: np.ndarray | None = None
+
+
+def empty_result(cfg: FilterConfig, size: int, snap_steps: set[int]) -> FilterResult:
+    """A result with no filters (a process of a multi-process run with none to compute)."""
+    z = np.zeros((0, size, size, 3), np.float32)
+    return FilterResult(images=z, losses=np.zeros(0, np.float32), history=np.zeros((cfg.steps, 0), np.float32),
+                        dead=np.zeros(0, bool), filters=np.zeros(0, np.int64),
+                        snapshots=np.zeros((len(snap_steps),) + z.shape, np.float32) if snap_steps else None,
+                        snapshot_steps=tuple(sorted(snap_steps)), config=cfg,
+                        alpha=None if cfg.param.accumulate is None else np.zeros((0, size, size), np.float32))
