@@ -27,6 +27,7 @@ peak RSS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -105,8 +106,8 @@ def check_row(params, s: dict, device) -> dict:
     cfg = preset('seed', steps=s['steps'])
     run = lambda dev: visualize_filters(params, s['layer'], range(s['check_n']), cfg, size=s['size'],
                                         key=jax.random.key(0), devices=[dev])
-    with jax.default_matmul_precision('highest'):
-        acc = run(device)
+    with jax.default_matmul_precision('highest') if device.platform != 'cpu' else contextlib.nullcontext():
+        acc = run(device)  # (XLA:CPU is float32 throughout: the dry run reuses the seed job's compiled step)
     cpu = run(jax.devices('cpu')[0])
     rel = float(np.max(np.abs(acc.losses - cpu.losses) / np.maximum(np.abs(cpu.losses), 1e-6)))
     grey = np.abs(np.clip(acc.images, 0, 255) - np.clip(cpu.images, 0, 255))

@@ -13,6 +13,7 @@ The writers below follow the layouts as Keras writes them (independently of
 from __future__ import annotations
 
 import os
+import tempfile
 import types
 import zipfile
 
@@ -26,6 +27,25 @@ from jaxvis.models.vgg import TINY_BLOCKS, VGG16_BLOCKS, VGG19_BLOCKS, layer_tab
 
 # As equinox's tests do: no silent dtype promotion anywhere in the library (int32 + float32 raises).
 jax.config.update('jax_numpy_dtype_promotion', 'strict')
+
+
+def _shared_compile_cache() -> None:
+    """One persistent XLA compilation cache for the whole run: its xdist workers and every subprocess a test
+    starts (through JAX_COMPILATION_CACHE_DIR, which JAX reads at import). The same program is compiled once
+    per run instead of once per process; a compiled program is the same executable, so no result changes.
+    ``JAXVIS_TEST_COMPILE_CACHE=0`` turns it off."""
+    if os.environ.get('JAXVIS_TEST_COMPILE_CACHE', '1') == '0':
+        return
+    run = os.environ.get('PYTEST_XDIST_TESTRUNUID') or str(os.getpid())
+    path = os.path.join(tempfile.gettempdir(), f'jaxvis-tests-xla-{run}')
+    os.makedirs(path, exist_ok=True)
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+    os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+_shared_compile_cache()
 
 # The real network helpers, captured before the autouse fixture below replaces them in every test.
 REAL_FETCH_URL = _W._fetch_url

@@ -94,6 +94,20 @@ def test_pack_round_trips_and_write_files_stays_inside(tmp_path):
         multi.write_files(str(tmp_path), {'../evil': b'x'})
 
 
+def test_first_lock_holder_removes_what_a_killed_writer_left(tmp_path):
+    """A SIGKILL during an atomic write leaves ``.<name>.<random>.part``; the next run's process 0 removes
+    it (process i > 0, which may share the folder with a writer at work, does not)."""
+    (tmp_path / 'img').mkdir()
+    stale = [tmp_path / '.layer_a.html.x1.part', tmp_path / 'img' / '.3.png.y2.part']
+    keep = [tmp_path / 'a.png', tmp_path / '.hidden']
+    for p in stale + keep:
+        p.write_bytes(b'x')
+    with store.lock(str(tmp_path), f'{store.LOCK}.1'):
+        assert all(p.exists() for p in stale)
+    with store.lock(str(tmp_path)):
+        assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+
+
 REQ = Request('10.0.0.1:1234', 4, 0, 120, 60, None)
 HEARTBEAT = (b'E1202 06:35:18.686391   18231 coordination_service.cc:1549] [15] Use error polling to propagate the '
              b'following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending '

@@ -44,9 +44,23 @@ def lock(out: str, name: str = LOCK):
                               'another --out') from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f'jaxvis pid {os.getpid()}\n'.encode(), 0)
+        if name == LOCK:  # the first holder (process 0 of a run): no writer is at work here yet
+            remove_stale_parts(out)
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def remove_stale_parts(out: str) -> None:
+    """Remove the temporary files (``.<name>.<random>.part``, :func:`jaxvis.edge.files.atomic_path`) that a
+    killed writer left under ``out``; they were never moved into place, so no result is lost."""
+    for folder, _, names in os.walk(out):
+        for name in names:
+            if name.startswith('.') and name.endswith('.part'):
+                try:
+                    os.remove(os.path.join(folder, name))
+                except FileNotFoundError:
+                    pass
 
 
 def claim(out: str, job: dict, fingerprint: str, *, overwrite: bool = False) -> bool:

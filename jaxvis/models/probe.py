@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.errors import JaxvisError
-from jaxvis.models.forward import forward
+from jaxvis.models.forward import forward, params_up_to
 from jaxvis.models.protocol import Model
 
 _MAX_SIZE = 4096  # the largest input side probed for "how small may the input be"
@@ -158,13 +158,15 @@ def receptive_radius(model: Model, layer: str, params, *, samples: int = 4) -> i
     fwd = forward(model, layer)
     size = max(64, 8 * stride(model, layer, params))
 
-    def centre(x):
-        a = fwd(params, x[None])[layer][0]
+    def centre(x, p):
+        a = fwd(p, x[None])[layer][0]
         return jnp.sum(a[a.shape[0] // 2, a.shape[1] // 2])
 
+    grad = jax.jit(jax.vmap(jax.grad(centre), in_axes=(0, None)))  # params an argument: not folded as constants
+    p = params_up_to(model, params, layer)
     while True:
         rgb = jax.random.uniform(jax.random.key(0), (samples, size, size, 3), jnp.float32, 0.0, 255.0)
-        g = jax.jit(jax.vmap(jax.grad(centre)))(model.preprocess(rgb))
+        g = grad(model.preprocess(rgb), p)
         support = np.asarray(jnp.any(g != 0, axis=(0, 3)))
         rows, cols = np.flatnonzero(support.any(1)), np.flatnonzero(support.any(0))
         if not len(rows):
