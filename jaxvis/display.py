@@ -29,6 +29,17 @@ def seed_normalize(image: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
+def centred_normalize(image: np.ndarray) -> np.ndarray:
+    """keras-vis's ``deprocess_input`` (std 0.1 around 0.5, clipped) after removing each channel's mean.
+
+    keras-vis normalizes the network's raw input, whose channels all start at the same mean; in RGB
+    (VGG's caffe mean added back) the channels differ by about 20 grey levels, which would hide a
+    low-contrast pattern behind a flat colour. ``image``: [H, W, 3] float. Returns [H, W, 3] uint8.
+    """
+    x = np.asarray(image, np.float64)
+    return seed_normalize(x - x.reshape(-1, x.shape[-1]).mean(axis=0))
+
+
 def percentile_normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """Stretch the ``low``..``high`` percentiles of all values to 0..255 (keeps more contrast than the seed's)."""
     x = np.asarray(image, np.float64)
@@ -41,12 +52,14 @@ def clip_normalize(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
 
 
-NORMALIZERS = {'seed': seed_normalize, 'percentile': percentile_normalize, 'clip': clip_normalize}
+NORMALIZERS = {'seed': seed_normalize, 'centred': centred_normalize, 'percentile': percentile_normalize,
+               'clip': clip_normalize}
 
 
 def to_uint8(images: np.ndarray, method: str = 'seed') -> np.ndarray:
     """Normalize each image of ``images`` ``[N, H, W, 3]`` (or one ``[H, W, 3]``) separately -> uint8 of
-    the same shape. ``method``: 'seed' (seed 003's mean/std), 'percentile', or 'clip' (round and clip)."""
+    the same shape. ``method``: 'seed' (seed 003's mean/std), 'centred' (the same after removing each
+    channel's mean: the keras-vis preset's), 'percentile', or 'clip' (round and clip)."""
     fn = NORMALIZERS[method]
     images = np.asarray(images)
     if images.ndim == 3:

@@ -7,7 +7,10 @@ loss ``-objective`` and adds the updates, so ``optax.sgd(lr)`` is plain ascent w
 * :func:`scale_by_rms`: seed 003's ``grads / (sqrt(mean(grads^2)) + 1e-7)``, the mean over every leaf;
 * :func:`scale_by_progress`: the deep-visualization-toolbox's 'progress' learning rate,
   ``lr = min(max_lr, desired_progress / sum(g^2))``, then a step of ``-lr * g``;
-* :func:`ascent`: the pixel recipes' whole update, ``chain(normalize?, step size)``.
+* :func:`ascent`: the pixel recipes' whole update, ``chain(normalize?, step size)``;
+* :func:`add_penalty_gradient`: ``g + weight * grad(penalty)(params)``, a loss term on the params
+  (:mod:`jaxvis.penalties`, keras-vis's LPNorm and TotalVariation);
+* :func:`keras_vis_rmsprop`: keras-vis 0.4.1's ``Optimizer._rmsprop`` step, learning rate 1.
 
 Factories are cached: the same arguments give the same object, so configs built twice from the same
 preset compare equal and reuse compiled steps. :func:`describe` names a transformation for manifests.
@@ -15,6 +18,7 @@ preset compare equal and reuse compiled steps. :func:`describe` names a transfor
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,3 +115,38 @@ def nadam(learning_rate: float) -> optax.GradientTransformation:
 def chain(*txs: optax.GradientTransformation) -> optax.GradientTransformation:
     """``optax.chain(*txs)``, cached on the pieces."""
     return _named(optax.chain(*txs), 'chain(' + ', '.join(describe(t) for t in txs) + ')')
+
+
+@functools.cache
+def add_penalty_gradient(penalty, weight: float) -> optax.GradientTransformation:
+    """``updates + weight * grad(penalty.value)(params)`` leaf by leaf: adds a loss term on the params
+    themselves (a :class:`jaxvis.penalties.Penalty`), like ``optax.add_decayed_weights``. Put it first in a
+    chain, where the updates are still the loss's gradient. Stateless; needs ``params``."""
+    grad = jax.grad(penalty.value)
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError('add_penalty_gradient needs the params')
+        return jax.tree_util.tree_map(lambda u, p: u + weight * grad(p), updates, params), state
+
+    return _named(optax.GradientTransformation(lambda params: optax.EmptyState(), update),
+                  f'add_penalty_gradient({penalty.name}, {weight})')
+
+
+class RMSPropState(NamedTuple):
+    cache: optax.Updates
+
+
+@functools.cache
+def keras_vis_rmsprop(decay: float = 0.95) -> optax.GradientTransformation:
+    """keras-vis 0.4.1's ``Optimizer._rmsprop`` with its learning rate 1: ``cache = decay * cache +
+    (1 - decay) * g^2`` (from zeros), update ``-g / sqrt(cache + 1e-7)`` (``K.epsilon()``). No bias
+    correction, so the first update is ``-g / sqrt(0.05 g^2)``, about 4.5 units a value."""
+    def init(params):
+        return RMSPropState(jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        cache = jax.tree_util.tree_map(lambda c, g: decay * c + (1.0 - decay) * g * g, state.cache, updates)
+        return jax.tree_util.tree_map(lambda g, c: -g / jnp.sqrt(c + EPS), updates, cache), RMSPropState(cache)
+
+    return _named(optax.GradientTransformation(init, update), f'keras_vis_rmsprop(decay={decay})')

@@ -33,8 +33,10 @@ def identity() -> Transform:
 def jitter(max_shift: int) -> Transform:
     """Roll the image by a uniform random ``(dy, dx)`` in ``[-max_shift, max_shift]`` (keras-vis Jitter).
 
-    Maximizing through a roll and rolling back afterwards, as keras-vis does, is the same as letting
-    the gradient flow through the roll; the image itself is not moved.
+    Only the forward pass sees the roll (the gradient flows back through it); the image itself is not
+    moved. keras-vis 0.4.1's ``Jitter`` (vis/input_modifiers.py) shifts the image itself with
+    wrap-around before each gradient and never shifts it back, so its picture ends up moved by the sum
+    of the shifts (and its RMSProp cache does not move with it); otherwise the two are the same.
     """
     max_shift = check_int('jitter', max_shift, low=0, high=MAX_SHIFT)
     if max_shift == 0:

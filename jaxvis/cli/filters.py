@@ -1,4 +1,5 @@
-"""``jaxvis filters``: visualize many filters of a layer (or of every conv layer) as PNGs, a grid and a GIF."""
+"""``jaxvis filters``: visualize many filters of layers (a list, or every conv layer) as PNGs or JPGs, a grid
+and a GIF."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,13 @@ from jaxvis.backend import hosts
 from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
 from jaxvis.display import NORMALIZERS, check_margin
 from jaxvis.edge import cluster, filters_out, multi, store
-from jaxvis.edge.files import check_out_dir, environment, file_stem, write_json
+from jaxvis.edge.files import JPEG_QUALITY, check_out_dir, environment, file_stem, write_json
 from jaxvis.errors import JaxvisError
 from jaxvis.util import check_seed
 from jaxvis.models import imagenet, probe
 from jaxvis.objectives import class_probability
-from jaxvis.visualize import PRESETS, best_order, can_drop_dead, check_request, preset, visualize_filters
+from jaxvis.visualize import (PRESETS, best_order, can_drop_dead, check_request, draw_filters, preset,
+                              visualize_filters)
 
 OVERRIDES = (  # (flag, preset option, type)
     ('--step-size', 'step_size', float), ('--decay', 'decay', float), ('--blur-sigma', 'blur_sigma', float),
@@ -33,8 +35,11 @@ def add_parser(sub) -> None:
                        description='Optimize an input image for each filter of a layer (gradient ascent on the '
                                    "filter's mean activation) and save PNGs, a grid of the best, a manifest and "
                                    'optionally a GIF of the filters forming.')
-    p.add_argument('--layer', default=None, help="layer name, e.g. block5_conv1, or 'all' (every conv layer)")
-    p.add_argument('--filters', default=None, help="indices: '0:64', '0:512:8', '3,7,9', 'all' (default 0:64)")
+    p.add_argument('--layer', default=None,
+                   help="layer name, e.g. block5_conv1, a list 'block1_conv1,block3_conv2', or 'all' (every conv layer)")
+    p.add_argument('--filters', default=None,
+                   help="indices: '0:64', '0:512:8', '3,7,9', 'all', or 'random:K' (K distinct filters per layer, "
+                        'drawn from --seed and the layer name) (default 0:64)')
     p.add_argument('--class', dest='classes', default=None, metavar='NAMES',
                    help="ImageNet classes by name or index, comma-separated ('espresso,Egyptian cat'): "
                         'stands for --layer logits --filters <their indices>')
@@ -52,12 +57,14 @@ def add_parser(sub) -> None:
                         'their images are exactly the same). Default: on where the preset allows it (seed)')
     for flag, field, typ in OVERRIDES:
         p.add_argument(flag, dest=field, type=typ, default=None, help=f'override the preset\'s {field}')
+    p.add_argument('--format', default='png', choices=('png', 'jpg'),
+                   help=f'per-filter image files (default png; jpg at quality {JPEG_QUALITY}); the grid stays PNG')
     p.add_argument('--out', default='jaxvis_filters', help='output folder (default ./jaxvis_filters)')
     p.add_argument('--best', type=int, default=None, help='grid of the best N live filters (default: all live)')
     p.add_argument('--margin', type=int, default=5, help='pixels between grid tiles (default 5)')
     p.add_argument('--normalize', default=None, choices=sorted(NORMALIZERS),
-                   help="display normalization (default 'seed', seed 003's mean/std one; 'clip' for --preset lucid/maco, "
-                        "whose images are already in range)")
+                   help="display normalization (default 'seed', seed 003's mean/std one; 'centred' for --preset "
+                        "keras-vis; 'clip' for --preset lucid/maco, whose images are already in range)")
     p.add_argument('--gif', action='store_true', help='also write <layer>.gif of the grid as the filters form')
     p.add_argument('--snapshot-every', type=int, default=None, help='steps between GIF frames (default steps/20)')
     p.add_argument('--overwrite', action='store_true',
@@ -68,17 +75,38 @@ def add_parser(sub) -> None:
 
 
 def parse_filter_arg(text: str):
-    """'a:b[:s]', 'a,b,c', 'N' or 'all' -> a selection for :func:`jaxvis.visualize.parse_filters`."""
+    """'a:b[:s]', 'a,b,c', 'N', 'all' or 'random:K' -> a selection for :func:`jaxvis.visualize.parse_filters`
+    (``('random', K)`` for the last: see :func:`filters_of_layer`)."""
     text = text.strip()
     try:
         if text == 'all':
             return 'all'
+        if text.startswith('random:'):
+            return 'random', int(text[len('random:'):])
         if ':' in text:
             parts = [int(s) if s else None for s in text.split(':')]
             return slice(parts[0] or 0, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None)
         return [int(s) for s in text.split(',') if s.strip()]
     except ValueError:
-        raise JaxvisError(f"bad --filters {text!r}: use e.g. '0:64', '3,7,9' or 'all'") from None
+        raise JaxvisError(f"bad --filters {text!r}: use e.g. '0:64', '3,7,9', 'all' or 'random:6'") from None
+
+
+def layers_of(model, text: str) -> list[str]:
+    """``--layer``: one name, a comma-separated list of names (each once), or 'all' (every conv layer)."""
+    if text == 'all':
+        return list(probe.conv_layers(model))
+    layers = [s.strip() for s in text.split(',')]
+    if '' in layers or len(set(layers)) < len(layers):
+        raise JaxvisError(f'bad --layer {text!r}: give each layer once, separated by commas')
+    return [probe.check_layer(model, layer) for layer in layers]
+
+
+def filters_of_layer(model, layer: str, selection, seed: int):
+    """The selection for one layer: ``('random', K)`` becomes :func:`jaxvis.visualize.draw_filters`
+    of ``jax.random.key(seed)`` and the layer; any other selection is returned as it is."""
+    if isinstance(selection, tuple) and selection[0] == 'random':
+        return draw_filters(jax.random.key(seed), layer, probe.channels(model, layer), selection[1])
+    return selection
 
 
 def _classes(args: argparse.Namespace, model) -> None:
@@ -105,18 +133,19 @@ def run(args: argparse.Namespace) -> int:
         overrides['objective'] = class_probability
     cfg = preset(args.preset, steps=args.steps, **overrides)
     if args.normalize is None:
-        args.normalize = 'clip' if cfg.param.space != 'input' else 'seed'
+        args.normalize = 'clip' if cfg.param.space != 'input' else 'centred' if cfg.name == 'keras-vis' else 'seed'
     drop_dead = can_drop_dead(cfg) if args.drop_dead is None else args.drop_dead
     if args.best is not None and args.best < 1:
         raise JaxvisError('--best must be >= 1')
     check_margin(args.margin)
     check_seed(args.seed)
-    layers = list(probe.conv_layers(model)) if args.layer == 'all' else [args.layer]
+    layers = layers_of(model, args.layer)
     snapshot_every = (args.snapshot_every if args.snapshot_every is not None
                       else max(1, cfg.steps // 20) if args.gif else None)
     selection = parse_filter_arg(args.filters)
-    plan = [(layer, check_request(model, layer, selection, size=args.size, config=cfg, batch_size=args.batch_size,
-                                  drop_dead=drop_dead, snapshot_every=snapshot_every))
+    plan = [(layer, check_request(model, layer, filters_of_layer(model, layer, selection, args.seed), size=args.size,
+                                  config=cfg, batch_size=args.batch_size, drop_dead=drop_dead,
+                                  snapshot_every=snapshot_every))
             for layer in layers]  # everything checked before computing anything
     out = check_out_dir(args.out)
 
@@ -136,8 +165,8 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
         'environment': environment(), 'layers': {},
     }
     job = {k: manifest[k] for k in ('model', 'size', 'seed', 'preset', 'config', 'batch_size', 'normalize', 'drop_dead')}
-    job.update(filters=args.filters, best=args.best, margin=args.margin, gif=args.gif, snapshot_every=snapshot_every,
-               weights_sha256=weights_info.get('sha256'))
+    job.update(filters=args.filters, format=args.format, best=args.best, margin=args.margin, gif=args.gif,
+               snapshot_every=snapshot_every, weights_sha256=weights_info.get('sha256'))
     multi.check_same_job(job)
     lead = hosts.process_index() == 0
     done = {}
@@ -161,7 +190,7 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
             if bar:
                 bar.close()
         part = filters_out.own(res, args.normalize, args.gif)
-        filters_out.write_filter_files(out, layer, res, part)
+        filters_out.write_filter_files(out, layer, res, part, args.format)
         whole = filters_out.gather(part)  # every process's filters, on process 0
         seconds = time.time() - t0
         if whole is None:
@@ -170,7 +199,7 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
         files = filters_out.write_summary(out, layer, whole, order, margin=args.margin, gif=args.gif)
         manifest['layers'][layer] = {
             'seconds': round(seconds, 3), 'files': files,
-            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{file_stem(layer)}_{int(f)}.png'}
+            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{file_stem(layer)}_{int(f)}.{args.format}'}
                         for f, l, d in zip(whole.filters, whole.losses, whole.dead)],
             'grid_order': [int(whole.filters[i]) for i in order],
             'dead_count': int(whole.dead.sum()),

@@ -97,6 +97,15 @@ def save_png(path: str, image: np.ndarray) -> None:
         Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format='PNG')
 
 
+JPEG_QUALITY = 95  # Pillow's scale (1..95); its default is 75
+
+
+def save_jpg(path: str, image: np.ndarray, quality: int = JPEG_QUALITY) -> None:
+    """``image``: [H, W, 3] uint8, as a baseline JPEG of ``quality`` (4:2:0 chroma, Pillow's default)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, np.uint8)).convert('RGB').save(tmp, format='JPEG', quality=quality)
+
+
 def check_fps(fps) -> int:
     """Frames per second of a GIF or MP4: a whole number in ``[1, MAX_FPS]``."""
     return check_int('fps', fps, low=1, high=MAX_FPS)

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxvis.backend import hosts
 from jaxvis.display import grid, maco_rgba, to_uint8
-from jaxvis.edge.files import file_stem, save_gif, save_png
+from jaxvis.edge.files import file_stem, save_gif, save_jpg, save_png
 
 
 class Layer(NamedTuple):
@@ -37,12 +37,12 @@ def own(res, normalize: str, frames: bool) -> Layer:
                  to_uint8(res.images, normalize) if len(res.filters) else np.zeros(res.images.shape, np.uint8), shots)
 
 
-def write_filter_files(out: str, layer: str, res, part: Layer) -> None:
-    """The per-filter PNGs of this process's filters (and for a param with a transparency, such as maco's,
-    ``<stem>_<f>_alpha.png`` RGBA)."""
-    stem = file_stem(layer)
+def write_filter_files(out: str, layer: str, res, part: Layer, fmt: str = 'png') -> None:
+    """The per-filter images of this process's filters, ``<stem>_<f>.<fmt>`` ('png' or 'jpg'; and for a
+    param with a transparency, such as maco's, ``<stem>_<f>_alpha.png`` RGBA)."""
+    stem, save = file_stem(layer), save_jpg if fmt == 'jpg' else save_png
     for i, (f, pic) in enumerate(zip(part.filters, part.pics)):
-        save_png(os.path.join(out, f'{stem}_{int(f)}.png'), pic)
+        save(os.path.join(out, f'{stem}_{int(f)}.{fmt}'), pic)
         if res.alpha is not None:
             save_png(os.path.join(out, f'{stem}_{int(f)}_alpha.png'), maco_rgba(res.images[i], res.alpha[i]))
 

@@ -7,8 +7,8 @@ from jaxvis.visualize.engine import (FilterResult, as_config, best_order, check_
                                      parse_filters, visualize_filters)
 from jaxvis.visualize.presets import PRESETS, pixel_recipe, preset
 from jaxvis.visualize.schedule import can_drop_dead
-from jaxvis.visualize.start import filter_keys, layer_id
+from jaxvis.visualize.start import draw_filters, filter_keys, layer_id
 
 __all__ = ['FilterConfig', 'PRESETS', 'preset', 'pixel_recipe', 'FilterResult', 'visualize_filters', 'best_order',
            'filters_of', 'check_request', 'parse_filters', 'as_config', 'DiverseResult', 'visualize_diverse',
-           'can_drop_dead', 'filter_keys', 'layer_id', 'schedule']
+           'can_drop_dead', 'draw_filters', 'filter_keys', 'layer_id', 'schedule']

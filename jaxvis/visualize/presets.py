@@ -11,6 +11,7 @@ from typing import Callable
 
 from jaxvis import optim
 from jaxvis import param as P
+from jaxvis import penalties as L
 from jaxvis import regularizers as R
 from jaxvis import transforms as T
 from jaxvis.errors import JaxvisError
@@ -160,6 +161,59 @@ def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float
     return FilterConfig(steps=check_int('steps', steps, low=1), name='maco', **pieces)
 
 
+# keras-vis 0.4.1's start: ``utils.random_array(shape, mean=127.5, std=0.05 * 255)``, uniform noise standardized
+# to that mean and std; as offset + scale * U[0, 1): scale = sqrt(12) * 12.75, offset = 127.5 - scale / 2.
+KERAS_VIS_SCALE = 12.75 * 12 ** 0.5
+
+
+def keras_vis(*, steps: int = 200, jitter: int = 16, lp_norm_weight: float = 10.0, tv_weight: float = 10.0,
+              **options) -> FilterConfig:
+    """Seed 004: keras-vis 0.4.1's ``visualize_activation(model, layer_idx, filter_indices=f,
+    input_modifiers=[Jitter(16)])`` with its defaults (read in the wheel on PyPI, ``keras_vis-0.4.1``):
+
+    * loss (minimized) ``1 * ActivationMaximization + 10 * LPNorm + 10 * TotalVariation``
+      (``visualize_activation``'s ``act_max_weight=1, lp_norm_weight=10, tv_weight=10``,
+      vis/visualization/activation_maximization.py lines 55, 96-100). ActivationMaximization is
+      ``-K.mean(layer_output[..., f])`` (vis/losses.py 88): :func:`jaxvis.objectives.channel`.
+      ``LPNorm(p=6.)`` is ``(sum |x|^6)^(1/6)`` and ``TotalVariation(beta=2.)`` is
+      ``sum (dh^2 + dw^2)^(beta/2)`` over ``[:-1, :-1]``, both divided by ``H * W * C``
+      (vis/regularizers.py 11-24 ``normalize``, 29, 71-72, 77, 99-101): :mod:`jaxvis.penalties`,
+      on the model-input pixels, added as gradients by :func:`jaxvis.optim.add_penalty_gradient`;
+    * ``max_iter=200`` (activation_maximization.py 36; vis/optimizer.py 99);
+    * the update: the loss's gradient divided by ``sqrt(mean(g^2)) + K.epsilon()`` (``norm_grads=True``,
+      optimizer.py 20, 54: :func:`jaxvis.optim.scale_by_rms`), then ``_rmsprop`` with
+      ``decay_rate=0.95``, learning rate 1 (optimizer.py 60-78, 163: :func:`jaxvis.optim.keras_vis_rmsprop`);
+    * ``input_range=(0, 255)``, and the optimized image is the model input itself, unpreprocessed
+      (keras' VGG16 takes caffe BGR-minus-mean input: this is jaxvis's ``'input'`` pixel space on VGG);
+    * ``seed_input=None``: ``random_array(mean=127.5, std=0.05 * 255)`` (optimizer.py 87-88; vis/utils/utils.py
+      129-144), uniform noise standardized to that mean and std; here ``127.5 + 44.17 * (U - 0.5)``, the
+      same population mean and std (keras-vis uses the sample's);
+    * ``Jitter(16)``: 16 >= 1 is pixels; each iteration the image is shifted by ``randint(-16, 17)`` per
+      axis with wrap-around before the gradient (vis/input_modifiers.py 48-94): :func:`jaxvis.transforms.jitter`.
+
+    Differences: keras-vis leaves its image shifted (the shifts add up, so its RMSProp cache stays in
+    place while the picture moves); here the roll is undone (only the gradient goes through it), so
+    the picture is the same up to a wrap-around shift. keras-vis returns the iterate of lowest total
+    loss, here the last one. Its ``deprocess_input`` (std 0.1 around 0.5, clipped; utils.py 168-189) acts on
+    the raw BGR input, whose channels share one mean, and its JPGs (``plt.imsave``) show BGR as RGB; jaxvis
+    shows RGB with VGG's mean added back, so the CLI displays this preset with ``--normalize centred``
+    (each channel's mean removed, then ``deprocess_input``), else a flat colour hides the pattern. Seed 004
+    draws filters with replacement (``random.choices``); ``--filters random:6`` draws distinct ones.
+    """
+    bad = set(options) - set(PIECES)
+    if bad:
+        raise JaxvisError(f'preset keras-vis takes no {", ".join(sorted(bad))} (its options: steps, jitter, '
+                          'lp_norm_weight, tv_weight)')
+    lp_w = check_float('lp_norm_weight', lp_norm_weight, low=0.0)
+    tv_w = check_float('tv_weight', tv_weight, low=0.0)
+    penalties = [optim.add_penalty_gradient(pen, w) for pen, w in ((L.lp_norm(6.0), lp_w),
+                                                                  (L.total_variation(2.0), tv_w)) if w]
+    pieces = {'param': P.pixels(offset=127.5 - KERAS_VIS_SCALE / 2, scale=KERAS_VIS_SCALE, dist='uniform'),
+              'optimizer': optim.chain(*penalties, optim.scale_by_rms(), optim.keras_vis_rmsprop(0.95)),
+              'transform': T.jitter(jitter), **options}
+    return FilterConfig(steps=check_int('steps', steps, low=1), name='keras-vis', **pieces)
+
+
 PRESETS: dict[str, Callable[..., FilterConfig]] = {
     'seed': seed,
     'jacobgil': jacobgil,
@@ -169,6 +223,7 @@ PRESETS: dict[str, Callable[..., FilterConfig]] = {
     'yosinski4': lambda **o: yosinski(4, **o),
     'lucid': lucid,
     'maco': maco,
+    'keras-vis': keras_vis,
 }
 
 

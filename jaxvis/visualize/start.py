@@ -31,6 +31,19 @@ def filter_keys(key: jax.Array, layer: str, filters) -> jax.Array:
     return jax.vmap(lambda f: jax.random.fold_in(base, f))(jnp.asarray(filters, jnp.uint32))
 
 
+RANDOM_TAG = 0x72616E64  # 'rand': keeps the draw's keys apart from the filters' own
+
+
+def draw_filters(key: jax.Array, layer: str, n_channels: int, k: int) -> np.ndarray:
+    """``[k]`` distinct filter indices of ``layer`` in ``0..n_channels-1``, sorted, drawn uniformly with
+    ``fold_in(fold_in(key, RANDOM_TAG), layer_id(layer))``: the same key and layer, the same filters.
+    Raises JaxvisError unless ``1 <= k <= n_channels``."""
+    if not 1 <= k <= n_channels:
+        raise JaxvisError(f'cannot draw {k} distinct filters from {layer}, which has {n_channels} (1..{n_channels})')
+    sub = jax.random.fold_in(jax.random.fold_in(key, RANDOM_TAG), layer_id(layer))
+    return np.sort(np.asarray(jax.random.choice(sub, n_channels, (k,), replace=False))).astype(np.int64)
+
+
 def start_point(cfg: FilterConfig, key: jax.Array, size: int) -> Any:
     """One start point (the param's pytree) from a filter's key."""
     return cfg.param.init(jax.random.fold_in(key, 0), (size, size, 3))
