@@ -38,7 +38,9 @@ class FilterResult(NamedTuple):
     images:    [N, H, W, 3] float32, RGB nominally 0..255 (the optimized inputs, de-processed, not clipped)
     losses:    [N] float32, the objective of each final image
     history:   [steps, N] float32, the objective at each step, before that step's update
-    dead:      [N] bool, final objective <= 0 (its gradient is 0: the image cannot move; seed 003 drops these)
+    dead:      [N] bool, its gradient is 0, the image cannot move (seed 003 drops these): final objective <= 0
+               on a spatial ReLU layer, an objective that never moved on one without spatial axes
+               (:func:`.schedule.dead_mask`)
     filters:   [N] int, the filter indices, in the order asked
     snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
     snapshot_steps: tuple of the S step counts
@@ -194,7 +196,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         images=np.asarray(model.deprocess(out.x[..., :3])).astype(np.float32),
         losses=losses,
         history=out.history.astype(np.float32),
-        dead=losses <= 0,
+        dead=schedule.dead_mask(losses, out.history, spatial=probe.spatial(model, layer, size, params) is not None),
         filters=idx,
         snapshots=None if out.snapshots is None else np.asarray(model.deprocess(out.snapshots[..., :3])),
         snapshot_steps=tuple(sorted(snap_steps)),
