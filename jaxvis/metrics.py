@@ -111,7 +111,8 @@ def dead_fraction(losses) -> float:
 def measure(params, result, layer: str, *, model: str | Model = 'vgg16') -> dict[str, np.ndarray]:
     """All metrics of a :class:`~jaxvis.visualize.FilterResult` of ``layer``.
 
-    Returns ``{'activation': [N], 'selectivity': [N], 'hf_share': [N], 'dead_fraction': float}``
+    Returns ``{'activation': [N], 'selectivity': [N], 'hf_share': [N], 'dead_fraction': float}`` (the
+    share of ``result.dead``, which is :func:`dead_fraction` of the losses on a spatial ReLU layer)
     (images clipped to 0..255 before scoring, as they would be saved).
     """
     images = np.clip(result.images, 0.0, 255.0)
@@ -119,4 +120,4 @@ def measure(params, result, layer: str, *, model: str | Model = 'vgg16') -> dict
     return {'activation': np.asarray(activation(means, result.filters)),
             'selectivity': np.asarray(selectivity(means, result.filters)),
             'hf_share': np.asarray(hf_share(images)),
-            'dead_fraction': dead_fraction(result.losses)}
+            'dead_fraction': float(np.mean(result.dead))}  # the result's own rule (logits: never moved)

@@ -78,11 +78,12 @@ def test_filters_on_logits_goes_up(tmp_path, monkeypatch):
     results = []
     real = cli_filters.visualize_filters
     monkeypatch.setattr(cli_filters, 'visualize_filters', lambda *a, **k: results.append(real(*a, **k)) or results[-1])
-    assert run(tmp_path, '--layer', 'logits', '--filters', '1,7') == 0  # drop-dead on (seed's default)
+    assert run(tmp_path, '--layer', 'logits', '--filters', '5,7') == 0  # drop-dead on (seed's default)
     assert np.all(results[0].losses > results[0].history[0])  # the logits went up (also after the drop-dead resume)
+    assert results[0].losses[0] < 0 and not results[0].dead.any()  # negative but rising: live (not "loss <= 0")
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert m['config']['objective'] == 'channel' and m['weights']['sha256'] == F.file_digest(TINY)
-    assert [f['filter'] for f in m['layers']['logits']['filters']] == [1, 7]
+    assert [(f['filter'], f['dead']) for f in m['layers']['logits']['filters']] == [(5, False), (7, False)]
     assert (tmp_path / 'out' / 'logits_grid.png').is_file()
 
 

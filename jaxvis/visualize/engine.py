@@ -172,7 +172,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         images=np.asarray(model.deprocess(out.x[..., :3])).astype(np.float32),
         losses=losses,
         history=out.history.astype(np.float32),
-        dead=losses <= 0,
+        dead=schedule.dead_mask(losses, out.history, spatial=probe.spatial(model, layer, size, params) is not None),
         filters=idx,
         snapshots=None if out.snapshots is None else np.asarray(model.deprocess(out.snapshots[..., :3])),
         snapshot_steps=tuple(sorted(snap_steps)),

@@ -14,7 +14,9 @@ class FilterResult(NamedTuple):
     images:    [N, H, W, 3] float32, RGB nominally 0..255 (the optimized inputs, de-processed, not clipped)
     losses:    [N] float32, the objective of each final image
     history:   [steps, N] float32, the objective at each step, before that step's update
-    dead:      [N] bool, final objective <= 0 (its gradient is 0: the image cannot move; seed 003 drops these)
+    dead:      [N] bool, its gradient is 0, the image cannot move (seed 003 drops these): final objective <= 0
+               on a spatial ReLU layer, an objective that never moved on one without spatial axes
+               (:func:`jaxvis.visualize.schedule.dead_mask`)
     filters:   [N] int, the filter indices, in the order asked
     snapshots: [S, N, H, W, 3] float32 RGB at ``snapshot_steps`` (start, every k steps, end), or None
     snapshot_steps: tuple of the S step counts

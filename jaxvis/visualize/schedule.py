@@ -43,6 +43,20 @@ def can_drop_dead(cfg: FilterConfig) -> bool:
             and cfg.redirect_relu_steps == 0 and cfg.regularizer is R.identity())
 
 
+def dead_mask(losses: np.ndarray, history: np.ndarray, *, spatial: bool) -> np.ndarray:
+    """Which filters are dead: [N] bool from ``losses`` [N] and ``history`` [steps, N].
+
+    A spatial ReLU layer's unit (the seeds' VGG): final objective ``<= 0``, where no gradient reaches the
+    image. A layer without spatial axes (logits, pooled features) can be negative and still move, so there
+    a unit is dead only if its objective never moved: every history entry and the final objective equal
+    the first (what a zero gradient at the start gives); with no steps, none is."""
+    if spatial:
+        return losses <= 0
+    if history.shape[0] == 0:
+        return np.zeros(losses.shape, bool)
+    return np.all(history == history[:1], axis=0) & (losses == history[0])
+
+
 def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int, bs: int, steps: int,
         snap_steps: set[int], progress: Callable[[int], None] | None = None, drop_dead: bool = False) -> Chunked:
     """Optimize ``n`` filters in chunks of ``bs``. A last, partial chunk is padded (by repeating its last

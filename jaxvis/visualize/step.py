@@ -15,6 +15,7 @@ import optax
 
 from jaxvis import regularizers as R
 from jaxvis.backend import sharding
+from jaxvis.models import probe
 from jaxvis.models.forward import forward
 from jaxvis.models.protocol import Model
 from jaxvis.visualize.config import FilterConfig
@@ -74,19 +75,28 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
         if accumulate is not None:
             p = jax.vmap(accumulate)(p, g_img) if group else accumulate(p, g_img)
         if cfg.restarts and not group:
-            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t)
+            # a layer without spatial axes (logits) is dead where its gradient is 0, whatever its sign
+            flat = probe.spatial(model, layer, model.probe_size, params) is None  # shapes only: known when traced
+            dead = no_gradient(g) if flat else None
+            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t, dead=dead)
         return p, opt_state, loss
 
     return step
 
 
-def restart_dead(cfg: FilterConfig, p, opt_state, loss, key, t):
-    """The restart rule for one filter: at a step in ``cfg.restarts``, if ``loss <= 0``, ``p`` becomes
+def no_gradient(g) -> jax.Array:
+    """True where every entry of the gradient pytree ``g`` is exactly 0 (the objective cannot move)."""
+    return jnp.all(jnp.stack([jnp.all(leaf == 0) for leaf in jax.tree_util.tree_leaves(g)]))
+
+
+def restart_dead(cfg: FilterConfig, p, opt_state, loss, key, t, *, dead=None):
+    """The restart rule for one filter: at a step in ``cfg.restarts``, if it is dead (``dead``, a bool
+    scalar; None: ``loss <= 0``, a ReLU layer's rule), ``p`` becomes
     :func:`~jaxvis.visualize.start.restart_point` of the filter's ``key`` and the optimizer state is
     ``cfg.optimizer.init`` of it; otherwise both are unchanged. Elementwise selects only, so a filter
     gets the same bytes alone as in a ``vmap``-ed batch."""
     shape = jax.eval_shape(cfg.param.to_image, p).shape
-    hit = (loss <= 0) & jnp.isin(t, jnp.asarray(cfg.restarts, jnp.int32))
+    hit = ((loss <= 0) if dead is None else dead) & jnp.isin(t, jnp.asarray(cfg.restarts, jnp.int32))
     fresh = restart_point(cfg, key, t, shape)
     pick = lambda new, old: jnp.where(hit, new, old)
     return (jax.tree_util.tree_map(pick, fresh, p),
