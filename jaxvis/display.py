@@ -64,6 +64,8 @@ def to_uint8(images: np.ndarray, method: str = 'seed') -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 3:
         return fn(images)
+    if not len(images):  # no images (e.g. a process of a multi-process run with no filters)
+        return np.zeros(images.shape, np.uint8)
     return np.stack([fn(im) for im in images])
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jaxvis
@@ -85,6 +86,13 @@ def test_split_gives_each_process_a_block_in_proportion_to_its_devices():
             assert [i for lo, hi in blocks for i in range(lo, hi)] == list(range(n))
 
 
+def test_a_process_with_no_filters_has_empty_pictures():
+    from jaxvis.display import to_uint8
+    for method in ('seed', 'clip'):
+        empty = to_uint8(np.zeros((0, 4, 5, 3), np.float32), method)
+        assert empty.shape == (0, 4, 5, 3) and empty.dtype == np.uint8
+
+
 def test_pack_round_trips_and_write_files_stays_inside(tmp_path):
     files = {'a.png': b'\x89PNG', 'img/x/1.gif': bytes(range(256)), 'chunks/c.json': b'{}', 'empty': b''}
     assert multi.unpack(multi.pack(files)) == files and multi.unpack(b'') == {}
@@ -108,7 +116,7 @@ def test_first_lock_holder_removes_what_a_killed_writer_left(tmp_path):
         assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
 
 
-REQ = Request('10.0.0.1:1234', 4, 0, 120, 60, None)
+REQ = Request('10.0.0.1:1234', 4, 0, 120, 60)
 HEARTBEAT = (b'E1202 06:35:18.686391   18231 coordination_service.cc:1549] [15] Use error polling to propagate the '
              b'following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending '
              b'heartbeats):\n2\nThe tasks have crashed.\nF1202 06:35:18.687525   18242 client.h:80] Terminating '

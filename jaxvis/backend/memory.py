@@ -12,13 +12,18 @@ import jax
 from jaxvis.errors import JaxvisError
 
 
+def _stats(device) -> dict:
+    """``device.memory_stats()``, or {} for a backend without them."""
+    try:
+        return device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory stats
+        return {}
+
+
 def memory_bytes(device=None) -> int | None:
     """Bytes of memory of ``device`` (default: JAX's first device), or None where nothing says."""
     device = device or jax.devices()[0]
-    try:
-        stats = device.memory_stats() or {}
-    except Exception:  # noqa: BLE001 - a backend without memory stats
-        stats = {}
+    stats = _stats(device)
     if stats.get('bytes_limit'):
         return int(stats['bytes_limit'])
     if device.platform == 'cpu':
@@ -34,11 +39,7 @@ def accelerator_batch(image_bytes: int, multiple: int = 8, device=None, *, low: 
     ``bytes_limit - bytes_in_use``) over 4x ``image_bytes`` (one image's activations: the forward pass,
     its gradient and the optimizer's state), a multiple of ``multiple`` in ``[low, high]``; ``low`` where
     the device reports nothing."""
-    device = device or jax.local_devices()[0]
-    try:
-        stats = device.memory_stats() or {}
-    except Exception:  # noqa: BLE001 - a backend without memory stats
-        stats = {}
+    stats = _stats(device or jax.local_devices()[0])
     free = int(stats.get('bytes_limit', 0)) - int(stats.get('bytes_in_use', 0))
     if free <= 0 or image_bytes <= 0:
         return low

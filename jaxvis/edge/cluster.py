@@ -25,7 +25,6 @@ class Request(NamedTuple):
     process_id: int | None
     join_timeout: int
     peer_timeout: int
-    detected: str | None  # the name of the cluster JAX detected, if any
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +84,7 @@ def request(args: argparse.Namespace) -> Request | None:
             raise JaxvisError(f'--num-processes must be >= 1, got {n}')
         if not 0 <= i < n:
             raise JaxvisError(f'--process-id must be in 0..{n - 1}, got {i}')
-    return Request(coordinator, n, i, args.join_timeout, args.peer_timeout, None if found is None else found[0])
+    return Request(coordinator, n, i, args.join_timeout, args.peer_timeout)
 
 
 def join(req: Request) -> None:

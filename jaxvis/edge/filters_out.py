@@ -31,10 +31,9 @@ def own(res, normalize: str, frames: bool) -> Layer:
     """This process's part of a layer from a :class:`jaxvis.FilterResult`."""
     shots = None
     if frames and res.snapshots is not None:
-        shots = np.stack([to_uint8(s, normalize) for s in res.snapshots]) if len(res.filters) else \
-            np.zeros(res.snapshots.shape, np.uint8)
+        shots = np.stack([to_uint8(s, normalize) for s in res.snapshots])
     return Layer(np.asarray(res.filters), np.asarray(res.losses), np.asarray(res.dead),
-                 to_uint8(res.images, normalize) if len(res.filters) else np.zeros(res.images.shape, np.uint8), shots)
+                 to_uint8(res.images, normalize), shots)
 
 
 def write_filter_files(out: str, layer: str, res, part: Layer, fmt: str = 'png') -> None:
