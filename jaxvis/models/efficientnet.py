@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvis.models.depthwise import depthwise_conv
+
 EPS = 1e-3  # efficientnet_lite's batch_norm_epsilon
 
 
@@ -114,10 +116,26 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding='SAME',
-                    use_bias=False, feature_group_count=x.shape[-1] if self.depthwise else 1,
-                    dtype=None, param_dtype=jnp.float32, name='conv')(x)
+        if self.depthwise:
+            x = DepthwiseConv(self.kernel, self.stride, name='conv')(x)
+        else:
+            x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding='SAME',
+                        use_bias=False, dtype=None, param_dtype=jnp.float32, name='conv')(x)
         return BatchNorm(name='bn')(x)
+
+
+class DepthwiseConv(nn.Module):
+    """A bias-free depthwise convolution, ``kernel [k, k, 1, C]`` as ``nn.Conv`` with
+    ``feature_group_count=C`` holds it, computed by :func:`jaxvis.models.depthwise.depthwise_conv`."""
+
+    kernel_size: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (self.kernel_size, self.kernel_size, 1, x.shape[-1])
+        kernel = self.param('kernel', nn.initializers.lecun_normal(), shape, jnp.float32)
+        return depthwise_conv(x, kernel, self.stride)
 
 
 class EfficientNetLite(nn.Module):
