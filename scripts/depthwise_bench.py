@@ -48,7 +48,7 @@ def main() -> None:
         w = jax.random.normal(kw, (k, k, 1, c))
         ms = []
         for conv in (grouped, depthwise_conv):
-            grad = jax.jit(jax.grad(lambda x, w, conv=conv: jnp.sum(jnp.tanh(conv(x, w, s)))))
+            grad = jax.jit(jax.grad(lambda x, w, conv=conv, s=s: jnp.sum(jnp.tanh(conv(x, w, s)))))
             ms.append(1000 * seconds(grad, x, w, a.repeats))
         diff = float(jnp.max(jnp.abs(grouped(x, w, s) - depthwise_conv(x, w, s))))
         print(f'| {side} | {c} | {k} | {s} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[0] / ms[1]:.1f} | {diff:.1e} |')
