@@ -163,6 +163,20 @@ def test_dead_filter_recovers_with_redirected_relu(tiny_params):
     assert not alive.dead[0] and alive.losses[0] > 0
 
 
+def test_quality_restart_rule_keeps_a_dead_filter_the_redirect_is_raising(tiny_params):
+    """lucid's rule: the redirect is on every step and only a stuck filter (gradient exactly 0) restarts."""
+    p = _dead_filter_params(tiny_params, margin=1e4)     # dead for any image
+    kw = dict(steps=6, restarts=(2,))
+    redirected = run(p, 'block1_conv1', [0], **kw)
+    assert preset('lucid', steps=6).redirect_relu_steps == 6
+    np.testing.assert_array_equal(redirected.images, run(p, 'block1_conv1', [0], steps=6, restarts=()).images)
+    assert np.all(redirected.history == 0) and not np.array_equal(redirected.images, run(
+        p, 'block1_conv1', [0], steps=6, restarts=(), redirect_relu_steps=0).images)   # it moved: no restart
+    stuck = run(p, 'block1_conv1', [0], steps=6, restarts=(), redirect_relu_steps=0)
+    restarted = run(p, 'block1_conv1', [0], redirect_relu_steps=0, **kw)
+    assert not np.array_equal(stuck.images, restarted.images)   # no gradient: restarted at step 2
+
+
 # ---------------------------------------------------------------- diverse batches
 
 def test_visualize_diverse(tiny_params):

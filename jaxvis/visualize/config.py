@@ -14,8 +14,9 @@ Each step (``t`` = 0, 1, ...), for the image's params ``p``:
 ``key_t = fold_in(filter_key, t + 1)``; the start is ``param.init(fold_in(filter_key, 0), (H, W, 3))``.
 With ``redirect_relu_steps = k`` the ReLUs pass Lucid's redirected gradient for the first ``k`` steps.
 A transform may return several views ``[K, H', W', 3]`` of the image (MACO's crops); the objective then
-averages over them. ``restarts``: at each of these steps, a filter whose objective is still ``<= 0``
-(dead) starts again from a fresh start drawn with a key derived from its own
+averages over them. ``restarts``: at each of these steps, a filter whose gradient is exactly 0 (stuck:
+a dead ReLU filter without the redirect, a logit that cannot move) starts again from a fresh start drawn
+with a key derived from its own
 (:func:`jaxvis.visualize.start.restart_point`; ``restart_param``'s picture if given), optimizer state reset.
 A param with ``accumulate`` (MACO's) also gets the gradient with respect to its image each step.
 ``dtype='bfloat16'`` runs the network in bf16 (params, image and update stay float32).

@@ -20,11 +20,13 @@ from jaxvis.visualize.config import FilterConfig
 
 PIECES = ('steps', 'param', 'optimizer', 'regularizer', 'transform', 'objective', 'redirect_relu_steps', 'restarts',
           'restart_param', 'dtype')
-# The quality presets' dead-filter rule: a filter still dead at step 16, 32 or 48 restarts from a fresh
-# natural-spectrum picture (param.maco's, from a key derived from its own), and the redirected ReLU stays
-# on until 16 steps after the last restart.
+# The quality presets' dead-filter rule: the redirected ReLU is on for every step (it changes only the
+# gradient of an image whose ReLU passes none at all, so a live filter's steps are the plain ones, bit for
+# bit), and a filter whose gradient is exactly 0 at step 16, 32 or 48 (stuck) restarts from a fresh
+# picture (param.maco's for lucid, from a key derived from its own). Restarting every filter whose
+# objective was still <= 0 threw away what the redirect had gained: block5_conv1's 8 hardest filters of
+# 0-63 (HED weights) stayed dead under it, and 4 of them fire with the redirect on for all 256 steps.
 RESTARTS = (16, 32, 48)
-REDIRECT_STEPS = 64
 PIXEL_KNOBS = dict(step_size=1.0, normalize='rms', lr_policy='constant', max_lr=100.0, desired_progress=2.0,
                    decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, value_pct=0.0, norm_pct=0.0,
                    contrib_pct=0.0, jitter=0, init_offset=118.0, init_scale=20.0, init_dist='uniform')
@@ -137,10 +139,11 @@ def lucid(*, steps: int = 256, step_size: float = 0.05, **options) -> FilterConf
     Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam
     (``step_size`` 0.05) on the raw gradient. Lucid runs 512 steps; 256 here (on VGG16 at 128 px the
     pattern has formed by about step 32: docs/presets.md). Beyond Lucid, the dead-filter rule
-    (:data:`RESTARTS`): restarts from a natural-spectrum picture, redirected ReLU for 64 steps."""
+    (:data:`RESTARTS`): the redirected ReLU on every step, and a stuck filter restarts from a
+    natural-spectrum picture."""
     _no_pixel_options('lucid', options)
     pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
-              'redirect_relu_steps': REDIRECT_STEPS, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
+              'redirect_relu_steps': steps, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
     return FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
 
 
@@ -152,12 +155,12 @@ def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float
     NAdam (``step_size`` 1.0, Xplique's and Horama's); 256 steps (Xplique's). The result's ``alpha`` is
     the accumulated gradient magnitude (the transparency). Xplique takes 32 crops per step (Horama 6) and
     decays the box from 0.5 to 0.05; here 4 crops of a fixed 0.5 by default, for CPU cost (one step costs
-    ``crops`` forward and backward passes). Plus the dead-filter rule (:data:`RESTARTS`), which restarts
-    from the param's own init with a new key."""
+    ``crops`` forward and backward passes). Plus the dead-filter rule (:data:`RESTARTS`): the redirected
+    ReLU on every step, and a stuck filter restarts from the param's own init with a new key."""
     _no_pixel_options('maco', options)
     pieces = {'param': P.maco(), 'optimizer': optim.nadam(float(step_size)),
               'transform': T.maco_crops(int(crops), box=float(box), noise=float(noise)),
-              'redirect_relu_steps': REDIRECT_STEPS, 'restarts': RESTARTS, **options}
+              'redirect_relu_steps': steps, 'restarts': RESTARTS, **options}
     return FilterConfig(steps=check_int('steps', steps, low=1), name='maco', **pieces)
 
 

@@ -15,7 +15,6 @@ import optax
 
 from jaxvis import regularizers as R
 from jaxvis.backend import sharding
-from jaxvis.models import probe
 from jaxvis.models.forward import forward
 from jaxvis.models.protocol import Model
 from jaxvis.visualize.config import FilterConfig
@@ -75,10 +74,10 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
         if accumulate is not None:
             p = jax.vmap(accumulate)(p, g_img) if group else accumulate(p, g_img)
         if cfg.restarts and not group:
-            # a layer without spatial axes (logits) is dead where its gradient is 0, whatever its sign
-            flat = probe.spatial(model, layer, model.probe_size, params) is None  # shapes only: known when traced
-            dead = no_gradient(g) if flat else None
-            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t, dead=dead)
+            # stuck where the gradient is exactly 0: a dead ReLU filter whose gradient the redirect does not
+            # carry, a logit that cannot move (whatever its sign); a dead filter that the redirected ReLU
+            # is raising keeps its progress
+            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t, dead=no_gradient(g))
         return p, opt_state, loss
 
     return step
