@@ -72,14 +72,17 @@ def activation(means, filters) -> jax.Array:
 
 
 def selectivity(means, filters, *, eps: float = 1e-6) -> jax.Array:
-    """``[N]``: the target's mean activation over the mean of the other ``C - 1`` filters' mean activations.
+    """``[N]``: the target's mean activation over the mean magnitude of the other ``C - 1`` filters' means.
 
-    ``means`` ``[N, C]`` (e.g. from :func:`channel_means`), ``filters`` ``[N]`` int. The denominator is
-    floored at ``eps`` (post-ReLU means are ``>= 0``; a layer silent but for the target gives ``target / eps``).
+    ``means`` ``[N, C]`` (e.g. from :func:`channel_means`), ``filters`` ``[N]`` int. On a ReLU layer the
+    means are ``>= 0`` and the magnitude is the mean itself; on a layer with signed outputs (a block's
+    linear output, logits) it keeps the denominator a scale, where the plain mean of signed values can
+    be about 0. The denominator is floored at ``eps`` (a layer silent but for the target gives
+    ``target / eps``).
     """
     means = jnp.asarray(means, jnp.float32)
     target = activation(means, filters)
-    others = (jnp.sum(means, axis=1) - target) / (means.shape[1] - 1)
+    others = (jnp.sum(jnp.abs(means), axis=1) - jnp.abs(target)) / (means.shape[1] - 1)
     return target / jnp.maximum(others, eps)
 
 

@@ -43,6 +43,9 @@ def test_activation_and_selectivity_constructed():
     sel = M.selectivity(means, f)
     np.testing.assert_allclose(sel[:2], [4.0, 1.0], rtol=1e-6)
     assert float(sel[2]) == pytest.approx(3.0 / 1e-6)  # the rest of the layer is silent: floored denominator
+    # signed outputs (a linear layer): the others' mean magnitude, not their mean (-2/3 here)
+    signed = M.selectivity(np.asarray([[-1.0, 1.0, -2.0, 5.0]], np.float32), np.asarray([3]))
+    assert float(signed[0]) == pytest.approx(5.0 / (4.0 / 3.0), rel=1e-6)
 
 
 def test_diversity_metrics_constructed():
