@@ -118,7 +118,7 @@ def test_maco_preset_objective_goes_up_and_alpha(tiny_params):
 
 
 def test_restart_rule_same_bytes_alone_and_in_a_batch():
-    """At a restart step a dead filter (loss <= 0) gets restart_point of its own key and a fresh
+    """At a restart step a dead filter (here: loss <= 0) gets restart_point of its own key and a fresh
     optimizer state, a live one keeps both; vmapped over 4 filters = each alone, bit for bit."""
     cfg = preset('lucid', steps=40)
     keys = jax.random.split(KEY, 4)
@@ -128,16 +128,16 @@ def test_restart_rule_same_bytes_alone_and_in_a_batch():
     loss = jnp.asarray([-1.0, 2.0, 0.0, 3.0])
     t = jnp.int32(cfg.restarts[0])
     rule = jax.jit(lambda *a: restart_dead(cfg, *a))
-    batch = jax.vmap(rule, in_axes=(0, 0, 0, 0, None))(p, opt, loss, keys, t)
+    batch = jax.vmap(rule, in_axes=(0, 0, 0, 0, None))(p, opt, loss <= 0, keys, t)
     for i in range(4):
         take = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)
-        alone = rule(take(p), take(opt), loss[i], keys[i], t)
+        alone = rule(take(p), take(opt), loss[i] <= 0, keys[i], t)
         for a, b in zip(jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(take(batch))):
             np.testing.assert_array_equal(a, b)
         fresh = restart_point(cfg, keys[i], t, (16, 16, 3))
         want = fresh if loss[i] <= 0 else take(p)
         np.testing.assert_allclose(alone[0].coeffs, want.coeffs, rtol=1e-5, atol=1e-4)  # jit vs eager FFT rounding
-    off = rule(take(p), take(opt), jnp.float32(-1.0), keys[3], jnp.int32(cfg.restarts[0] + 1))
+    off = rule(take(p), take(opt), jnp.bool_(True), keys[3], jnp.int32(cfg.restarts[0] + 1))
     np.testing.assert_array_equal(off[0].coeffs, take(p).coeffs)   # not a restart step: unchanged
 
 

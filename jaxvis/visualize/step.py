@@ -77,7 +77,7 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
             # stuck where the gradient is exactly 0: a dead ReLU filter whose gradient the redirect does not
             # carry, a logit that cannot move (whatever its sign); a dead filter that the redirected ReLU
             # is raising keeps its progress
-            p, opt_state = restart_dead(cfg, p, opt_state, loss, key, t, dead=no_gradient(g))
+            p, opt_state = restart_dead(cfg, p, opt_state, no_gradient(g), key, t)
         return p, opt_state, loss
 
     return step
@@ -88,14 +88,14 @@ def no_gradient(g) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(leaf == 0) for leaf in jax.tree_util.tree_leaves(g)]))
 
 
-def restart_dead(cfg: FilterConfig, p, opt_state, loss, key, t, *, dead=None):
+def restart_dead(cfg: FilterConfig, p, opt_state, dead, key, t):
     """The restart rule for one filter: at a step in ``cfg.restarts``, if it is dead (``dead``, a bool
-    scalar; None: ``loss <= 0``, a ReLU layer's rule), ``p`` becomes
+    scalar; the step passes :func:`no_gradient`), ``p`` becomes
     :func:`~jaxvis.visualize.start.restart_point` of the filter's ``key`` and the optimizer state is
     ``cfg.optimizer.init`` of it; otherwise both are unchanged. Elementwise selects only, so a filter
     gets the same bytes alone as in a ``vmap``-ed batch."""
     shape = jax.eval_shape(cfg.param.to_image, p).shape
-    hit = ((loss <= 0) if dead is None else dead) & jnp.isin(t, jnp.asarray(cfg.restarts, jnp.int32))
+    hit = dead & jnp.isin(t, jnp.asarray(cfg.restarts, jnp.int32))
     fresh = restart_point(cfg, key, t, shape)
     pick = lambda new, old: jnp.where(hit, new, old)
     return (jax.tree_util.tree_map(pick, fresh, p),
