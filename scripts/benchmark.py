@@ -272,11 +272,12 @@ def _table(out: dict) -> None:
                                               for r in run['results']}):
             rates = [r['filter_steps_per_s'] for run in t['runs'] for r in run['results']
                      if (r['layout'], r['batch'], r['dtype']) == (layout, batch, dtype)]
-            print(f"{'torch ' + layout + ' bs=' + str(batch):>21} {max(rates):10.2f}   (runs before/after: "
+            label = f"torch {layout} bs={batch}" + ('' if dtype == 'float32' else f' {dtype}')
+            print(f"{label:>21} {max(rates):10.2f}   (runs before/after: "
                   f"{', '.join(f'{v:.2f}' for v in rates)})")
         b = t['best']
         print(f"jaxvis best (batch {t['jaxvis_best']['batch_size']}) / torch {t['version']} best ({b['layout']}, "
-              f"batch {b['batch']}): {t['ratio']:.2f}x")
+              f"batch {b['batch']}, {b['dtype']}): {t['ratio']:.2f}x")
 
 
 if __name__ == '__main__':
