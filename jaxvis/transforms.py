@@ -84,7 +84,7 @@ def pad(width: int, *, mode: str = 'reflect', value: float = 0.5) -> Transform:
         if mode == 'constant':
             return jnp.pad(x, widths, mode='constant', constant_values=value)
         return jnp.pad(x, widths, mode=mode)
-    return _named(apply, f'pad({width}, mode={mode!r})')
+    return _named(apply, f'pad({width}, mode={mode!r}' + (f', value={value})' if mode == 'constant' else ')'))
 
 
 @functools.cache

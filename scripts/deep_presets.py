@@ -67,7 +67,8 @@ def main(argv=None) -> int:
         row = {'preset': name, 'steps': int(steps), 'options': extra, 'objective': float(np.mean(r.losses)),
                'activation': float(np.mean(m['activation'])), 'selectivity': float(np.median(m['selectivity'])),
                'hf_share': float(np.mean(m['hf_share'])), 'dead': len(dead), 'dead_filters': dead,
-               'seconds': round(dt, 1), 'losses': [float(v) for v in r.losses]}
+               'seconds': round(dt, 1), 'losses': [float(v) for v in r.losses],
+               'rescued': [] if r.rescued is None else [int(f) for f in r.filters[r.rescued]]}
         rows.append(row)
         print(f"| {name} | {steps} | {row['objective']:.1f} | {row['activation']:.1f} | {row['selectivity']:.2f} "
               f"| {row['hf_share']:.3f} | {len(dead)} of {len(r.filters)} | {dead} | {dt:.0f} |", flush=True)

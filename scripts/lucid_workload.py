@@ -4,7 +4,7 @@
 
     python scripts/lucid_workload.py --lucent ~/lucent-venv/bin/python [--weights PATH] [--ablate]
 
-jaxvis runs ``preset('lucid', redirect_relu_steps=0, restarts=())`` (Lucid's recipe without jaxvis's
+jaxvis runs ``preset('lucid', redirect_relu_steps=0, restarts=(), rescue=False)`` (Lucid's recipe without jaxvis's
 dead-filter rule) twice: the first call includes compiling, the second reuses it. Lucent runs
 ``scripts/lucent_peer.py`` (one call per filter, and all filters in one batch) with that interpreter.
 Every final image is scored by the same code, :func:`jaxvis.metrics.channel_means` of the image itself

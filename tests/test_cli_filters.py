@@ -107,6 +107,9 @@ def test_lucid_preset_runs_and_is_shown_unnormalized(tiny_cli, tmp_path):
     assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'lucid') == 0
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert m['normalize'] == 'clip' and m['preset'] == 'lucid'
+    assert m['config']['rescue']['transform'] == 'identity'
+    layer = m['layers']['block2_conv1']
+    assert [f['rescued'] for f in layer['filters']] == [False, False] and layer['rescued_count'] == 0  # both fire
     assert Image.open(tmp_path / 'out' / 'block2_conv1_0.png').size == (32, 32)
 
 

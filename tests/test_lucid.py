@@ -2,12 +2,15 @@
 dead-filter recovery, diverse images of one filter."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxvis import objectives as O
+from jaxvis import transforms as T
 from jaxvis.errors import JaxvisError
 from jaxvis.models import forward, get_model, params_up_to
 from jaxvis.models.redirect import redirected_relu, with_redirected_relus
@@ -174,6 +177,44 @@ def test_quality_restart_rule_keeps_a_dead_filter_the_redirect_is_raising(tiny_p
     assert np.all(redirected.history == 0) and not np.array_equal(redirected.images, stuck.images)  # it moved
     restarted = run(p, 'block1_conv1', [0], redirect_relu_steps=0, **kw)
     assert not np.array_equal(stuck.images, restarted.images)   # no gradient: restarted at step 2
+
+
+def test_rescue_reruns_the_dead_filters_only(tiny_params):
+    """A config's rescue reruns the filters it leaves dead: a revived one gets the rescue run's own bytes
+    (images, history, snapshots), alone or among batch mates; the others keep the first run's bytes."""
+    p = _dead_filter_params(tiny_params)
+    plain = preset('seed', steps=20)
+    revive = dataclasses.replace(plain, redirect_relu_steps=16)
+    cfg = dataclasses.replace(plain, rescue=revive)
+    kw = dict(model='tiny', size=32, snapshot_every=5)
+    got = visualize_filters(p, 'block1_conv1', [1, 0, 2], cfg, **kw)
+    first = visualize_filters(p, 'block1_conv1', [1, 0, 2], plain, **kw)
+    alone = visualize_filters(p, 'block1_conv1', [0], revive, **kw)
+    assert first.dead.tolist() == [False, True, False] and first.rescued is None
+    assert got.rescued.tolist() == [False, True, False] and not got.dead.any()
+    keep = [0, 2]
+    np.testing.assert_array_equal(got.images[keep], first.images[keep])
+    np.testing.assert_array_equal(got.history[:, keep], first.history[:, keep])
+    np.testing.assert_array_equal(got.snapshots[:, keep], first.snapshots[:, keep])
+    np.testing.assert_array_equal(got.images[1], alone.images[0])
+    np.testing.assert_array_equal(got.history[:, 1], alone.history[:, 0])
+    np.testing.assert_array_equal(got.snapshots[:, 1], alone.snapshots[:, 0])
+    assert float(got.losses[1]) == float(alone.losses[0]) > 0
+    # a rescue that cannot revive it: the first run's result, nothing rescued
+    same = visualize_filters(p, 'block1_conv1', [1, 0, 2], dataclasses.replace(plain, rescue=plain), **kw)
+    np.testing.assert_array_equal(same.images, first.images)
+    assert same.dead.tolist() == first.dead.tolist() and not same.rescued.any()
+
+
+def test_lucid_preset_rescue_config():
+    cfg = preset('lucid', steps=8)
+    assert cfg.rescue.transform is T.identity() and cfg.rescue.rescue is None
+    assert cfg.rescue == dataclasses.replace(cfg, transform=T.identity(), rescue=None)
+    assert preset('lucid', steps=8, rescue=False).rescue is None and cfg.to_dict()['rescue']['transform'] == 'identity'
+    with pytest.raises(JaxvisError, match='same steps'):
+        preset('lucid', steps=8, rescue=preset('lucid', steps=9, rescue=False))
+    with pytest.raises(JaxvisError, match='without a rescue'):
+        preset('lucid', steps=8, rescue=cfg)
 
 
 # ---------------------------------------------------------------- diverse batches

@@ -199,10 +199,12 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
         files = filters_out.write_summary(out, layer, whole, order, margin=args.margin, gif=args.gif)
         manifest['layers'][layer] = {
             'seconds': round(seconds, 3), 'files': files,
-            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'file': f'{file_stem(layer)}_{int(f)}.{args.format}'}
-                        for f, l, d in zip(whole.filters, whole.losses, whole.dead)],
+            'filters': [{'filter': int(f), 'loss': float(l), 'dead': bool(d), 'rescued': bool(r),
+                         'file': f'{file_stem(layer)}_{int(f)}.{args.format}'}
+                        for f, l, d, r in zip(whole.filters, whole.losses, whole.dead, whole.rescued)],
             'grid_order': [int(whole.filters[i]) for i in order],
             'dead_count': int(whole.dead.sum()),
+            'rescued_count': int(whole.rescued.sum()),
         }
         write_json(os.path.join(out, 'manifest.json'), manifest)
         if not args.quiet:

@@ -17,7 +17,7 @@ class Layer(NamedTuple):
     """A layer's results as the grid and the manifest need them (numpy, in the order the filters were asked).
 
     filters: [N] int; losses: [N] float32; dead: [N] bool; pics: [N, H, W, 3] uint8 (display-normalized);
-    frames: [S, N, H, W, 3] uint8 snapshots, or None.
+    frames: [S, N, H, W, 3] uint8 snapshots, or None; rescued: [N] bool (the config's rescue revived it).
     """
 
     filters: np.ndarray
@@ -25,6 +25,7 @@ class Layer(NamedTuple):
     dead: np.ndarray
     pics: np.ndarray
     frames: np.ndarray | None
+    rescued: np.ndarray
 
 
 def own(res, normalize: str, frames: bool) -> Layer:
@@ -32,8 +33,9 @@ def own(res, normalize: str, frames: bool) -> Layer:
     shots = None
     if frames and res.snapshots is not None:
         shots = np.stack([to_uint8(s, normalize) for s in res.snapshots])
+    rescued = np.zeros(len(res.filters), bool) if res.rescued is None else np.asarray(res.rescued)
     return Layer(np.asarray(res.filters), np.asarray(res.losses), np.asarray(res.dead),
-                 to_uint8(res.images, normalize), shots)
+                 to_uint8(res.images, normalize), shots, rescued)
 
 
 def write_filter_files(out: str, layer: str, res, part: Layer, fmt: str = 'png') -> None:

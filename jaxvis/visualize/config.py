@@ -19,6 +19,9 @@ a dead ReLU filter without the redirect, a logit that cannot move) starts again 
 with a key derived from its own
 (:func:`jaxvis.visualize.start.restart_point`; ``restart_param``'s picture if given), optimizer state reset.
 A param with ``accumulate`` (MACO's) also gets the gradient with respect to its image each step.
+``rescue``: a second config (same steps and param) for the filters this one leaves dead: the engine reruns
+each of them with it, from the same key and start, and keeps the rerun where it fires
+(:func:`jaxvis.visualize.result.with_rescue`); filters that fire are untouched.
 ``dtype='bfloat16'`` runs the network in bf16 (params, image and update stay float32).
 
 Every piece comes from a cached factory, so two configs built from the same preset and options are
@@ -54,6 +57,7 @@ class FilterConfig:
     redirect_relu_steps: int = 0
     restarts: tuple[int, ...] = ()     # steps at which a dead filter restarts
     restart_param: P.Param | None = None   # draws the restart's picture (None: param.init)
+    rescue: 'FilterConfig | None' = None   # reruns the filters this config leaves dead
     dtype: str = 'float32'
     name: str = 'custom'               # the preset it came from, for manifests
 
@@ -68,6 +72,11 @@ class FilterConfig:
         if self.restart_param is not None and self.restart_param.space != self.param.space:
             raise JaxvisError(f'restart_param {self.restart_param.name} draws {self.restart_param.space} '
                               f'pictures; the param {self.param.name} needs {self.param.space}')
+        if self.rescue is not None:
+            if not isinstance(self.rescue, FilterConfig) or self.rescue.rescue is not None:
+                raise JaxvisError('rescue must be a FilterConfig without a rescue of its own')
+            if (self.rescue.steps, self.rescue.param) != (self.steps, self.param):
+                raise JaxvisError(f'rescue must have the same steps ({self.steps}) and param ({self.param.name})')
         if self.param.space not in ('input', 'rgb01'):
             raise JaxvisError(f"param.space must be 'input' or 'rgb01', got {self.param.space!r}")
         if self.param.space != 'input' and self.regularizer is not R.identity():
@@ -86,4 +95,5 @@ class FilterConfig:
                 'objective': getattr(self.objective, '__name__', repr(self.objective)),
                 'redirect_relu_steps': self.redirect_relu_steps, 'restarts': list(self.restarts),
                 'restart_param': None if self.restart_param is None else self.restart_param.name,
+                'rescue': None if self.rescue is None else self.rescue.to_dict(),
                 'dtype': self.dtype}

@@ -23,7 +23,7 @@ from jaxvis.util import ceil_div, check_int
 from jaxvis.visualize import schedule
 from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.presets import preset
-from jaxvis.visualize.result import FilterResult, empty_result
+from jaxvis.visualize.result import FilterResult, empty_result, with_rescue
 from jaxvis.visualize.start import filter_keys, from_model_input, start_images, start_point, to_model_input
 from jaxvis.visualize.step import batched, make_score, make_step
 
@@ -168,7 +168,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
                        snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
     alpha = None if cfg.param.accumulate is None else out.x[..., 3].astype(np.float32)
-    return FilterResult(
+    first = FilterResult(
         images=np.asarray(model.deprocess(out.x[..., :3])).astype(np.float32),
         losses=losses,
         history=out.history.astype(np.float32),
@@ -179,6 +179,16 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         config=cfg,
         alpha=alpha,
     )
+    if cfg.rescue is None:
+        return first
+    pos = np.flatnonzero(first.dead)
+    if not len(pos):
+        return with_rescue(first, None, pos)
+    rows = init if init is None or np.ndim(init) == 3 else np.asarray(init)[mine][pos]
+    second = visualize_filters(params, layer, first.filters[pos], cfg.rescue, model=model, size=size, key=key,
+                               init=rows, batch_size=batch_size, snapshot_every=snapshot_every, progress=progress,
+                               devices=devices, split_processes=False)
+    return with_rescue(first, second, pos)
 
 
 @functools.lru_cache(maxsize=16)

@@ -7,6 +7,7 @@ options; an option a recipe does not have is refused in one line, and any piece 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from jaxvis import optim
@@ -134,17 +135,23 @@ def _no_pixel_options(name: str, options: dict) -> None:
                           'with its own transforms; pixel options do not apply)')
 
 
-def lucid(*, steps: int = 256, step_size: float = 0.05, **options) -> FilterConfig:
+def lucid(*, steps: int = 256, step_size: float = 0.05, rescue: FilterConfig | bool = True, **options) -> FilterConfig:
     """Lucid's defaults (``render_vis`` with ``param.image(fft=True, decorrelate=True)``): a 1/f-scaled
     Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam
     (``step_size`` 0.05) on the raw gradient. Lucid runs 512 steps; 256 here (on VGG16 at 128 px the
     pattern has formed by about step 32: docs/presets.md). Beyond Lucid, the dead-filter rule
     (:data:`RESTARTS`): the redirected ReLU on every step, and a stuck filter restarts from a
-    natural-spectrum picture."""
+    natural-spectrum picture. And a filter still dead at the end is rerun without the transforms
+    (``rescue``: the same config with ``transform=identity()``, from the same key; True by default, False
+    for none, or a config): on block5_conv1 (HED weights, 128 px) Lucid's transforms keep some filters
+    below 0 that fire on the plain image (docs/presets.md). A filter that fires is untouched."""
     _no_pixel_options('lucid', options)
     pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
               'redirect_relu_steps': steps, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
-    return FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
+    cfg = FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
+    if rescue is True:
+        rescue = dataclasses.replace(cfg, transform=T.identity())
+    return dataclasses.replace(cfg, rescue=rescue or None)
 
 
 def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float = 0.5, noise: float = 0.04,

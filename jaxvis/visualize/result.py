@@ -23,6 +23,8 @@ class FilterResult(NamedTuple):
     config:    the FilterConfig used
     alpha:     [N, H, W] float32 >= 0, a param's accumulated ``|d objective / d image|`` summed over
                colours (MACO's transparency: :func:`jaxvis.display.maco_rgba`), or None
+    rescued:   [N] bool, the filters ``config.rescue``'s rerun brought to fire (their arrays are the
+               rerun's), or None for a config without a rescue
     """
 
     images: np.ndarray
@@ -34,6 +36,32 @@ class FilterResult(NamedTuple):
     snapshot_steps: tuple[int, ...]
     config: FilterConfig
     alpha: np.ndarray | None = None
+    rescued: np.ndarray | None = None
+
+
+def with_rescue(first: FilterResult, second: FilterResult | None, pos: np.ndarray) -> FilterResult:
+    """``first`` with the filters at positions ``pos`` (dead in it) replaced by ``second``'s results for
+    them (``second.filters == first.filters[pos]``, None when ``pos`` is empty) where ``second`` fires;
+    ``rescued`` marks them. Everything else, and the config, stay ``first``'s."""
+    rescued = np.zeros(len(first.filters), bool)
+    if second is None:
+        return first._replace(rescued=rescued)
+    take = pos[~second.dead]
+    got = np.flatnonzero(~second.dead)
+    rescued[take] = True
+
+    def put(a, b, axis=0):
+        if a is None:
+            return None
+        a = a.copy()
+        index = (slice(None),) * axis + (take,)
+        a[index] = np.take(b, got, axis=axis)
+        return a
+
+    return first._replace(images=put(first.images, second.images), losses=put(first.losses, second.losses),
+                          history=put(first.history, second.history, 1), dead=put(first.dead, second.dead),
+                          snapshots=put(first.snapshots, second.snapshots, 1), alpha=put(first.alpha, second.alpha),
+                          rescued=rescued)
 
 
 def empty_result(cfg: FilterConfig, size: int, snap_steps: set[int]) -> FilterResult:
@@ -43,4 +71,5 @@ def empty_result(cfg: FilterConfig, size: int, snap_steps: set[int]) -> FilterRe
                         dead=np.zeros(0, bool), filters=np.zeros(0, np.int64),
                         snapshots=np.zeros((len(snap_steps),) + z.shape, np.float32) if snap_steps else None,
                         snapshot_steps=tuple(sorted(snap_steps)), config=cfg,
-                        alpha=None if cfg.param.accumulate is None else np.zeros((0, size, size), np.float32))
+                        alpha=None if cfg.param.accumulate is None else np.zeros((0, size, size), np.float32),
+                        rescued=None if cfg.rescue is None else np.zeros(0, bool))
