@@ -24,6 +24,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+CONV_FLOPS = 2 * 8 * 16 * 16 * 512 * 512 * 9
+
 TORCH = r'''
 import json, sys, time, torch
 n, repeats = int(sys.argv[1]), int(sys.argv[2])
@@ -57,9 +59,7 @@ def best(fn, repeats: int) -> float:
 def xla_rates(n: int, repeats: int) -> dict[str, float]:
     key = jax.random.key(0)
     a, b = jax.random.normal(key, (n, n)), jax.random.normal(jax.random.fold_in(key, 1), (n, n))
-    x = jax.random.normal(key, (8, 16, 16, 512))
-    w = jax.random.normal(jax.random.fold_in(key, 2), (3, 3, 512, 512))
-    conv_flops = 2 * 8 * 16 * 16 * 512 * 512 * 9
+    x, w = conv_inputs(key)
     out = {}
     for name, dt, acc in (('float32', jnp.float32, jnp.float32), ('bfloat16 -> fp32', jnp.bfloat16, jnp.float32),
                           ('bfloat16', jnp.bfloat16, jnp.bfloat16)):
@@ -69,7 +69,7 @@ def xla_rates(n: int, repeats: int) -> dict[str, float]:
         cv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
                                                                preferred_element_type=acc))
         xw = (x.astype(dt), w.astype(dt))
-        out['conv ' + name] = conv_flops / best(lambda: cv(*xw), repeats) / 1e9
+        out['conv ' + name] = CONV_FLOPS / best(lambda: cv(*xw), repeats) / 1e9
     return out
 
 
@@ -87,42 +87,32 @@ def shifted_dots(x, w, dt):
                for i in range(3) for j in range(3))
 
 
-def winograd_bf16_products(x, w, m=4):
-    """jaxvis.models.winograd's F(m x m, 3 x 3) with the products as bf16 dots (fp32 transforms)."""
-    from jaxvis.models import winograd as W
-    bt, g, at = W.TRANSFORMS[m]
-    t, (n, h, wd, _) = m + 2, x.shape
-    ht, wt = -(-h // m), -(-wd // m)
-    xp = jnp.pad(x, ((0, 0), (1, 1 + ht * m - h), (1, 1 + wt * m - wd), (0, 0)))
-    d = [[xp[:, i:i + m * ht:m, j:j + m * wt:m] for j in range(t)] for i in range(t)]
-    u = jnp.einsum('ai,ijck,bj->abck', g, w, g).astype(jnp.bfloat16)
-    prod = {}
-    for a in range(t):
-        rows = [W._combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
-        for b in range(t):
-            prod[a, b] = jnp.einsum('nhwc,ck->nhwk', W._combine(bt[b], rows).astype(jnp.bfloat16), u[a, b],
-                                    preferred_element_type=jnp.float32)
-    cols = [[W._combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
-    y = jnp.stack([jnp.stack([W._combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
-                   for p in range(m)], axis=2)
-    return y.reshape(n, ht * m, wt * m, -1)[:, :h, :wd]
+def bf16_product(d, u):
+    """A Winograd product as a bf16 dot with fp32 results (the transforms around it stay fp32)."""
+    return jnp.einsum('nhwc,ck->nhwk', d.astype(jnp.bfloat16), u.astype(jnp.bfloat16),
+                      preferred_element_type=jnp.float32)
+
+
+def conv_inputs(key, scale: float = 1.0):
+    """The convolution measured: x ``[8, 16, 16, 512]``, w ``[3, 3, 512, 512]`` (CONV_FLOPS flops)."""
+    return (jax.random.normal(key, (8, 16, 16, 512)),
+            scale * jax.random.normal(jax.random.fold_in(key, 2), (3, 3, 512, 512)))
 
 
 def as_dots(repeats: int) -> dict[str, float]:
     """GFLOP/s (direct-convolution flops) and error of the convolution written as dots, batch 8, 16x16x512."""
     from jaxvis.backend import xla
-    key = jax.random.key(0)
-    x = jax.random.normal(key, (8, 16, 16, 512))
-    w = 0.05 * jax.random.normal(jax.random.fold_in(key, 2), (3, 3, 512, 512))
+    from jaxvis.models import winograd as W
+    x, w = conv_inputs(jax.random.key(0), 0.05)
     ref = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     out = {}
     for name, fn in (('im2col fp32', lambda x, w: im2col(x, w, jnp.float32)),
                      ('im2col bf16', lambda x, w: im2col(x, w, jnp.bfloat16)),
                      ('shifted dots fp32', lambda x, w: shifted_dots(x, w, jnp.float32)),
                      ('shifted dots bf16', lambda x, w: shifted_dots(x, w, jnp.bfloat16)),
-                     ('winograd4 bf16 dots', winograd_bf16_products)):
+                     ('winograd4 bf16 dots', lambda x, w: W._winograd(x, w, 4, product=bf16_product))):
         jf = jax.jit(fn, compiler_options=xla.compiler_options('cpu'))
-        out['conv as ' + name] = 2 * 8 * 16 * 16 * 512 * 512 * 9 / best(lambda: jf(x, w), repeats) / 1e9
+        out['conv as ' + name] = CONV_FLOPS / best(lambda: jf(x, w), repeats) / 1e9
         out['error ' + name] = f'{float(jnp.max(jnp.abs(jf(x, w) - ref)) / jnp.max(jnp.abs(ref))):.1e}'
     return out
 

@@ -48,8 +48,14 @@ def _combine(coefs: np.ndarray, arrays: list) -> jax.Array:
     return out
 
 
-def _winograd(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
-    """The forward pass: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]`` (any H, W >= 1)."""
+def _product(d: jax.Array, u: jax.Array) -> jax.Array:
+    """One tile position's product: transformed input ``[N, ht, wt, C]`` @ transformed kernel ``[C, K]``."""
+    return jnp.einsum('nhwc,ck->nhwk', d, u)
+
+
+def _winograd(x: jax.Array, w: jax.Array, m: int, product=_product) -> jax.Array:
+    """The forward pass: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]`` (any H, W >= 1).
+    ``product`` computes each of the ``(m + 2)^2`` products (scripts/bf16_matmul.py passes a bf16 one)."""
     bt, g, at = TRANSFORMS[m]
     t = m + 2
     n, h, wd, _ = x.shape
@@ -62,7 +68,7 @@ def _winograd(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
         for b in range(t):
-            prod[a, b] = jnp.einsum('nhwc,ck->nhwk', _combine(bt[b], rows), u[a, b])
+            prod[a, b] = product(_combine(bt[b], rows), u[a, b])
     cols = [[_combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
     y = jnp.stack([jnp.stack([_combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
                    for p in range(m)], axis=2)  # [N, ht, m, wt, m, K]
