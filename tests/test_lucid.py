@@ -206,6 +206,33 @@ def test_rescue_reruns_the_dead_filters_only(tiny_params):
     assert same.dead.tolist() == first.dead.tolist() and not same.rescued.any()
 
 
+def test_atlas_records_and_pages_say_which_filters_were_rescued(tiny_params, tmp_path):
+    """An atlas chunk carries ``rescued``; its record, the index, the layer page and the filter page say so."""
+    from jaxvis.atlas.compute import filter_chunk
+    from jaxvis.atlas.plan import Chunk
+    from jaxvis.edge.atlas_out import write_filters
+    from jaxvis.edge.site import pages
+
+    p = _dead_filter_params(tiny_params)
+    plain = preset('seed', steps=20)
+    cfg = dataclasses.replace(plain, rescue=dataclasses.replace(plain, redirect_relu_steps=16))
+    chunk = Chunk('filters', 'block1_conv1', (1, 0, 2), 'c0', 1.0)
+    kw = dict(model=get_model('tiny'), size=32, key=jax.random.key(0), snapshot_every=10, drop_dead=False,
+              batch_size=8)
+    res = filter_chunk(p, chunk, cfg, **kw)
+    assert res['rescued'].tolist() == [False, True, False] and not res['dead'].any()
+    assert filter_chunk(p, chunk, plain, **kw)['rescued'].tolist() == [False, False, False]
+    rec = write_filters(str(tmp_path), chunk, res, 'clip')
+    assert [r['rescued'] for r in rec['filters']] == [False, True, False]
+    site = pages({'model': 'tiny'}, [{'layer': 'block1_conv1', 'filters': rec['filters'], 'channels': 4}])
+    assert '<td>1</td>' in site['index.html'] and '<th>rescued</th>' in site['index.html']
+    assert '1 rescued' in site['layer_block1_conv1.html'] and site['layer_block1_conv1.html'].count('(rescued)') == 1
+    assert 'rescued (the first run left it dead' in site['filter_block1_conv1_0.html']
+    assert 'rescued' not in site['filter_block1_conv1_1.html']
+    old = [{k: v for k, v in r.items() if k != 'rescued'} for r in rec['filters']]  # a record from before
+    assert '0 rescued' in pages({'model': 'tiny'}, [{'layer': 'block1_conv1', 'filters': old}])['layer_block1_conv1.html']
+
+
 def test_lucid_preset_rescue_config():
     cfg = preset('lucid', steps=8)
     assert cfg.rescue.transform is T.identity() and cfg.rescue.rescue is None

@@ -24,15 +24,17 @@ def filter_chunk(params, chunk: Chunk, cfg: FilterConfig, *, model: Model, size:
     """The chunk's filter images and measures.
 
     Returns ``{'images': [F, S, S, 3] float32 RGB ~0..255, 'snapshots': [T, F, S, S, 3],
-    'loss': [F], 'dead': [F] bool, 'selectivity': [F], 'activation': [F], 'filters': [F] int}``.
+    'loss': [F], 'dead': [F] bool, 'rescued': [F] bool, 'selectivity': [F], 'activation': [F],
+    'filters': [F] int}``; ``rescued``: the config's rescue revived the filter (all False without one).
     ``selectivity``/``activation``: :mod:`jaxvis.metrics` of the clipped final images.
     """
     res = visualize_filters(params, chunk.layer, list(chunk.filters), cfg, model=model, size=size, key=key,
                             batch_size=batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
                             progress=progress, split_processes=False)  # a chunk is one process's work
     means = metrics.channel_means(params, chunk.layer, np.clip(res.images, 0.0, 255.0), model=model)
+    rescued = np.zeros(len(res.filters), bool) if res.rescued is None else np.asarray(res.rescued, bool)
     return {'images': res.images, 'snapshots': res.snapshots, 'loss': res.losses, 'dead': res.dead,
-            'selectivity': np.asarray(metrics.selectivity(means, res.filters)),
+            'rescued': rescued, 'selectivity': np.asarray(metrics.selectivity(means, res.filters)),
             'activation': np.asarray(metrics.activation(means, res.filters)), 'filters': res.filters}
 
 

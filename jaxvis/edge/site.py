@@ -4,7 +4,7 @@
 ``pages(info, layers)`` is a pure function returning ``{relative path: html}``; :func:`write_site`
 writes them atomically. ``layers``: a list of ``{'layer', 'filters': [filter rows], 'diverse':
 {filter: record}, 'examples': {filter: [example rows]}}`` in forward order, a filter row being
-``{'filter', 'loss', 'dead', 'selectivity', 'png', 'gif'}`` (paths relative to the site's root).
+``{'filter', 'loss', 'dead', 'rescued', 'selectivity', 'png', 'gif'}`` (``rescued`` may be absent; paths relative to the site's root).
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ text-align:left;vertical-align:middle}img{image-rendering:auto}.thumbs img{width
 cursor:pointer}.dead{opacity:.45}.big{width:384px;height:384px}.row img{width:128px;height:128px;margin:2px}
 pre{background:#eee;padding:8px;overflow:auto;max-width:60em}nav{margin-bottom:1em}"""
 
+RESCUED_NOTE = (', rescued (the first run left it dead; this image is the preset\'s rescue config run from the same '
+                'key and start: see FilterConfig.rescue)')
 SORT_JS = """function sortBy(k){const g=document.getElementById('grid');const c=[...g.children];
 c.sort((a,b)=>k==='filter'?a.dataset.filter-b.dataset.filter:b.dataset[k]-a.dataset[k]);
 c.forEach(e=>g.appendChild(e));}
@@ -52,6 +54,10 @@ def _dead_fraction(rows) -> float:
     return sum(r['dead'] for r in rows) / max(1, len(rows))
 
 
+def _rescued(rows) -> int:
+    return sum(bool(r.get('rescued')) for r in rows)  # records written before the rescue lack the field
+
+
 def _best(rows, n):
     return sorted((r for r in rows if not r['dead']), key=lambda r: -r['loss'])[:n]
 
@@ -65,11 +71,12 @@ def index_page(info: dict, layers: list[dict]) -> str:
                          f'{r["filter"]}"></a>' for r in _best(fs, 6))
         rows.append(f'<tr><td><a href="{layer_page(entry["layer"])}">{html.escape(entry["layer"])}</a></td>'
                     f'<td>{len(fs)} of {entry.get("channels", len(fs))}</td><td>{_dead_fraction(fs):.0%}</td>'
+                    f'<td>{_rescued(fs)}</td>'
                     f'<td class="thumbs">{thumbs}</td></tr>')
     body = (f'<h1>Atlas of {html.escape(str(info.get("model")))}</h1>\n'
             f'<p>Weights: <b>{html.escape(str(w.get("name")))}</b> ({html.escape(str(w.get("source")))}), sha256 '
             f'<code>{html.escape(str(w.get("sha256")))}</code></p>\n'
-            '<table><tr><th>layer</th><th>filters</th><th>dead</th><th>best filters</th></tr>\n'
+            '<table><tr><th>layer</th><th>filters</th><th>dead</th><th>rescued</th><th>best filters</th></tr>\n'
             + '\n'.join(rows) + '</table>\n<h2>Configuration</h2>\n<pre>'
             + html.escape(json.dumps(info.get('config', {}), indent=1, sort_keys=True)) + '</pre>\n<h2>Versions</h2>\n'
             '<pre>' + html.escape(json.dumps(info.get('environment', {}), indent=1, sort_keys=True)) + '</pre>')
@@ -85,10 +92,11 @@ def layer_html(info: dict, entry: dict) -> str:
                      f'<img src="{r["png"]}" data-gif="{r["gif"]}" alt="filter {r["filter"]}" '
                      'title="hover or click: the filter forming"><br>'
                      f'<a href="{filter_page(layer, r["filter"])}">filter {r["filter"]}</a>'
-                     f'{" (dead)" if r["dead"] else ""}<br>objective {_num(r["loss"])}<br>'
+                     f'{" (dead)" if r["dead"] else ""}{" (rescued)" if r.get("rescued") else ""}'
+                     f'<br>objective {_num(r["loss"])}<br>'
                      f'selectivity {_num(r["selectivity"])}</div>')
     body = (f'<nav><a href="index.html">index</a></nav>\n<h1>{html.escape(layer)}</h1>\n'
-            f'<p>{len(fs)} filters, {_dead_fraction(fs):.0%} dead. Sort by '
+            f'<p>{len(fs)} filters, {_dead_fraction(fs):.0%} dead, {_rescued(fs)} rescued. Sort by '
             '<button onclick="sortBy(\'loss\')">objective</button> '
             '<button onclick="sortBy(\'selectivity\')">selectivity</button> '
             '<button onclick="sortBy(\'filter\')">index</button></p>\n'
@@ -107,7 +115,8 @@ def filter_html(info: dict, entry: dict, pos: int) -> str:
         links.append(f'<a href="{filter_page(layer, fs[pos + 1]["filter"])}">next</a>')
     parts = [f'<nav>{" | ".join(links)}</nav>', f'<h1>{html.escape(layer)} filter {f}</h1>',
              f'<p>objective {_num(r["loss"])}, selectivity {_num(r["selectivity"])}'
-             f'{", dead (its gradient is 0: the image cannot move)" if r["dead"] else ""}</p>',
+             f'{", dead (its gradient is 0: the image cannot move)" if r["dead"] else ""}'
+             f'{RESCUED_NOTE if r.get("rescued") else ""}</p>',
              f'<img class="big" src="{r["png"]}" alt="filter {f}"> '
              f'<img class="big" src="{r["gif"]}" alt="filter {f} forming">']
     div = entry.get('diverse', {}).get(f)
