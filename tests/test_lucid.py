@@ -233,13 +233,16 @@ def test_atlas_records_and_pages_say_which_filters_were_rescued(tiny_params, tmp
     assert '0 rescued' in pages({'model': 'tiny'}, [{'layer': 'block1_conv1', 'filters': old}])['layer_block1_conv1.html']
 
 
-def test_lucid_preset_rescue_config():
-    cfg = preset('lucid', steps=8)
+@pytest.mark.parametrize('name', ['lucid', 'maco'])
+def test_quality_preset_rescue_config(name):
+    """lucid's and maco's rescue: the same config without transforms (maco: without its crops)."""
+    cfg = preset(name, steps=8)
     assert cfg.rescue.transform is T.identity() and cfg.rescue.rescue is None
     assert cfg.rescue == dataclasses.replace(cfg, transform=T.identity(), rescue=None)
-    assert preset('lucid', steps=8, rescue=False).rescue is None and cfg.to_dict()['rescue']['transform'] == 'identity'
+    assert preset(name, steps=8, rescue=False).rescue is None and cfg.to_dict()['rescue']['transform'] == 'identity'
     with pytest.raises(JaxvisError, match='same steps'):
-        preset('lucid', steps=8, rescue=preset('lucid', steps=9, rescue=False))
+        preset(name, steps=8, rescue=preset(name, steps=9, rescue=False))
+    assert preset('seed').rescue is None and preset('keras-vis').rescue is None  # faithful presets: none
     with pytest.raises(JaxvisError, match='without a rescue'):
         preset('lucid', steps=8, rescue=cfg)
 

@@ -148,14 +148,18 @@ def lucid(*, steps: int = 256, step_size: float = 0.05, rescue: FilterConfig | b
     _no_pixel_options('lucid', options)
     pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
               'redirect_relu_steps': steps, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
-    cfg = FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces)
+    return _with_rescue(FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces), rescue)
+
+
+def _with_rescue(cfg: FilterConfig, rescue: FilterConfig | bool) -> FilterConfig:
+    """``cfg`` with its rescue: True, the same config without transforms; False, none; or the given one."""
     if rescue is True:
         rescue = dataclasses.replace(cfg, transform=T.identity())
     return dataclasses.replace(cfg, rescue=rescue or None)
 
 
 def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float = 0.5, noise: float = 0.04,
-         **options) -> FilterConfig:
+         rescue: FilterConfig | bool = True, **options) -> FilterConfig:
     """MACO (Fel et al. 2023; Xplique's ``maco``): only the phase of the image's spectrum is optimized,
     its magnitude fixed to natural photos' (:func:`jaxvis.param.maco`); each step the objective is the
     mean over ``crops`` random crops of mean side ``box`` with noise (:func:`jaxvis.transforms.maco_crops`);
@@ -163,12 +167,14 @@ def maco(*, steps: int = 256, step_size: float = 1.0, crops: int = 4, box: float
     the accumulated gradient magnitude (the transparency). Xplique takes 32 crops per step (Horama 6) and
     decays the box from 0.5 to 0.05; here 4 crops of a fixed 0.5 by default, for CPU cost (one step costs
     ``crops`` forward and backward passes). Plus the dead-filter rule (:data:`RESTARTS`): the redirected
-    ReLU on every step, and a stuck filter restarts from the param's own init with a new key."""
+    ReLU on every step, and a stuck filter restarts from the param's own init with a new key. And, as in
+    :func:`lucid`, a filter still dead at the end is rerun on the whole image, without the crops
+    (``rescue``: True by default, False for none, or a config); its alpha is then the rerun's."""
     _no_pixel_options('maco', options)
     pieces = {'param': P.maco(), 'optimizer': optim.nadam(float(step_size)),
               'transform': T.maco_crops(int(crops), box=float(box), noise=float(noise)),
               'redirect_relu_steps': steps, 'restarts': RESTARTS, **options}
-    return FilterConfig(steps=check_int('steps', steps, low=1), name='maco', **pieces)
+    return _with_rescue(FilterConfig(steps=check_int('steps', steps, low=1), name='maco', **pieces), rescue)
 
 
 # keras-vis 0.4.1's start: ``utils.random_array(shape, mean=127.5, std=0.05 * 255)``, uniform noise standardized
@@ -227,10 +233,7 @@ def keras_vis(*, steps: int = 200, jitter: int = 16, lp_norm_weight: float = 10.
 PRESETS: dict[str, Callable[..., FilterConfig]] = {
     'seed': seed,
     'jacobgil': jacobgil,
-    'yosinski1': lambda **o: yosinski(1, **o),
-    'yosinski2': lambda **o: yosinski(2, **o),
-    'yosinski3': lambda **o: yosinski(3, **o),
-    'yosinski4': lambda **o: yosinski(4, **o),
+    **{f'yosinski{row}': (lambda row: lambda **o: yosinski(row, **o))(row) for row in (1, 2, 3, 4)},
     'lucid': lucid,
     'maco': maco,
     'keras-vis': keras_vis,
