@@ -173,6 +173,20 @@ def test_changed_config_is_refused_unless_overwrite(tmp_path, tiny_h5, monkeypat
     assert json.loads((out / 'job.json').read_text())['job']['seed'] == 3
 
 
+def test_rescue_is_part_of_the_job_only_where_the_preset_has_one(tmp_path, tiny_h5, monkeypatch, capsys):
+    """A seed atlas's job has no 'rescue' (its fingerprint is the one from before the rescue); a lucid
+    atlas's does, and --no-rescue is another configuration."""
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
+    assert _atlas(tmp_path / 's') == 0
+    assert 'rescue' not in json.loads((tmp_path / 's' / 'job.json').read_text())['job']
+    out = tmp_path / 'l'
+    assert _atlas(out, '--preset', 'lucid') == 0
+    assert json.loads((out / 'job.json').read_text())['job']['rescue'] is True
+    capsys.readouterr()
+    assert _atlas(out, '--preset', 'lucid', '--no-rescue') == 2
+    assert 'another configuration' in capsys.readouterr().err
+
+
 def test_second_writer_is_held_off_by_the_lock(tmp_path, tiny_h5, monkeypatch, capsys):
     monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
     out = tmp_path / 'busy'

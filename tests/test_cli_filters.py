@@ -122,6 +122,20 @@ def test_maco_preset_writes_the_transparency(tiny_cli, tmp_path):
     assert Image.open(tmp_path / 'out' / 'block2_conv1_1.png').mode == 'RGB'
 
 
+def test_rescue_flags(tiny_cli, tmp_path, capsys):
+    """--no-rescue drops the preset's rescue (manifest config without one); --rescue on a preset without
+    one is one line and exit 2, before anything is written."""
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'maco', '--no-rescue') == 0
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert m['config']['rescue'] is None and m['layers']['block2_conv1']['rescued_count'] == 0
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'seed', '--no-rescue',
+               out='s') == 0
+    capsys.readouterr()
+    assert run(tmp_path, '--layer', 'block2_conv1', '--filters', '0:2', '--preset', 'seed', '--rescue', out='r') == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and '--rescue' in err and 'seed' in err and not (tmp_path / 'r').exists()
+
+
 def test_compile_cache_folder(monkeypatch, isolated):
     """The CLI keeps compiled steps in <jaxvis cache>/xla, unless turned off or already configured."""
     import jax

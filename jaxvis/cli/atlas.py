@@ -11,7 +11,8 @@ import jax
 
 from jaxvis.atlas import AtlasConfig, assign, chunks, fingerprint, layer_costs
 from jaxvis.atlas import compute
-from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
+from jaxvis.cli.common import (add_model_args, add_rescue_arg, load_params, model_of, use_compile_cache,
+                               with_rescue_arg)
 from jaxvis.cli.filters import parse_filter_arg
 from jaxvis.backend import hosts
 from jaxvis.edge import atlas_out, cluster, multi, photos, site, store
@@ -37,6 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument('--steps', type=int, default=None, help="gradient steps (default: the preset's)")
     p.add_argument('--size', type=int, default=128, help='filter image side in pixels (default 128)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    add_rescue_arg(p)
     p.add_argument('--chunk', type=int, default=16, help='filters per chunk kept on disk (default 16)')
     p.add_argument('--diverse', type=int, default=2, help='filters per layer (the first) with diverse images (2)')
     p.add_argument('--diverse-steps', type=int, default=24, help="steps of the diverse images (lucid preset, 24)")
@@ -52,7 +54,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = model_of(args)
-    cfg = preset(args.preset, steps=args.steps)
+    cfg = with_rescue_arg(preset(args.preset, steps=args.steps), args.rescue)
     div_cfg = preset('lucid', steps=args.diverse_steps)
     drop_dead = can_drop_dead(cfg)
     layers = list(probe.conv_layers(model)) if args.layers == 'all' else [s.strip() for s in args.layers.split(',')]
@@ -72,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     with store.lock(args.out, multi.lock_name()):
         params, weights_info = load_params(args, model, quiet=args.quiet)
         use_compile_cache()
-        described = {**job.to_dict(), 'conv': args.conv, 'weights_sha256': weights_info.get('sha256'),
+        # 'rescue' only for presets that have one: a seed atlas keeps its fingerprint from before the rescue
+        rescue = {} if preset(args.preset, steps=args.steps).rescue is None else {'rescue': cfg.rescue is not None}
+        described = {**job.to_dict(), 'conv': args.conv, **rescue, 'weights_sha256': weights_info.get('sha256'),
                      'photos_sha256': None if tiles is None else hashlib.sha256(tiles.tobytes()).hexdigest()}
         multi.check_same_job(described)
         shared, lead = multi.shared_folder(args.out), hosts.process_index() == 0

@@ -67,6 +67,21 @@ def _call_model(spec: str) -> Model:
     return out
 
 
+def add_rescue_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--rescue', default=None, action=argparse.BooleanOptionalAction,
+                        help="rerun the filters left dead with the preset's rescue config (default: on where the "
+                             'preset has one: lucid, maco); --no-rescue keeps the first run')
+
+
+def with_rescue_arg(cfg, rescue: bool | None):
+    """``cfg`` as ``--rescue`` / ``--no-rescue`` asks (None: as the preset made it)."""
+    if rescue is False:
+        return dataclasses.replace(cfg, rescue=None)
+    if rescue and cfg.rescue is None:
+        raise JaxvisError(f'--rescue: preset {cfg.name} has no rescue (lucid and maco do)')
+    return cfg
+
+
 def load_params(args: argparse.Namespace, model, *, quiet: bool = False):
     """Resolve and load the weights for ``model`` named by ``--weights`` (or the usual places).
 

@@ -12,7 +12,8 @@ import jax
 
 from jaxvis.atlas.plan import fingerprint
 from jaxvis.backend import hosts
-from jaxvis.cli.common import add_model_args, load_params, model_of, use_compile_cache
+from jaxvis.cli.common import (add_model_args, add_rescue_arg, load_params, model_of, use_compile_cache,
+                               with_rescue_arg)
 from jaxvis.display import NORMALIZERS, check_margin
 from jaxvis.edge import cluster, filters_out, multi, store
 from jaxvis.edge.files import JPEG_QUALITY, check_out_dir, environment, file_stem, write_json
@@ -52,6 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0); same seed, same bytes')
     p.add_argument('--batch-size', type=int, default=None, help='filters optimized together (memory bound)')
+    add_rescue_arg(p)
     p.add_argument('--drop-dead', default=None, action=argparse.BooleanOptionalAction,
                    help='after the first step, optimize only the live filters (seed 003 skips the dead ones; '
                         'their images are exactly the same). Default: on where the preset allows it (seed)')
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         if args.layer == 'all' or probe.spatial(model, args.layer, args.size) is not None:
             raise JaxvisError(f'--probability needs a layer without spatial axes (logits), not {args.layer}')
         overrides['objective'] = class_probability
-    cfg = preset(args.preset, steps=args.steps, **overrides)
+    cfg = with_rescue_arg(preset(args.preset, steps=args.steps, **overrides), args.rescue)
     if args.normalize is None:
         args.normalize = 'clip' if cfg.param.space != 'input' else 'centred' if cfg.name == 'keras-vis' else 'seed'
     drop_dead = can_drop_dead(cfg) if args.drop_dead is None else args.drop_dead
