@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Compile time of one ``jaxvis`` CLI command, cold and on reruns (issue 13, item 6).
 
-Runs the command ``--runs`` times, each in a fresh process, all sharing one fresh ``XDG_CACHE_HOME``
-(so the first run is a first-ever run on this machine: no convolution plan, no compile cache, and later
-runs find both). ``--weights`` is resolved before the cache folder is swapped, so the HED weights are not
-extracted again. Per run: wall seconds of the command inside its process, and ``jax.monitoring``'s
-compile events summed (XLA compile, cache loads included; tracing; lowering; cache retrieval).
+Runs the command ``--runs`` times, each in a fresh process, all sharing one fresh jaxvis cache folder
+(``JAXVIS_CACHE``; a user's ``JAX_COMPILATION_CACHE_DIR``/``JAXVIS_COMPILE_CACHE`` are dropped), so the
+first run is a first-ever run on this machine (no convolution plan, no compile cache) and later runs find
+both. ``--weights`` is resolved before the cache folder is swapped, so the weights are not fetched again;
+``filters``/``atlas`` get an ``--out`` in the temporary folder unless given one. Per run: ``process``, the
+whole process's wall seconds (interpreter start and imports included), ``wall``, the command's own inside
+it, and ``jax.monitoring``'s compile events summed (XLA compile, cache loads included; tracing; lowering;
+cache retrieval).
 
   python scripts/compile_time.py -- filters --layer block5_conv1 --filters 0:8 --steps 2
   python scripts/compile_time.py --runs 2 -- filters --layer block4_conv1 --filters 0:8 --steps 2 --preset lucid
@@ -48,25 +51,34 @@ def main() -> int:
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('command', nargs=argparse.REMAINDER, help='the jaxvis arguments, after --')
     a = ap.parse_args()
-    cmd = [c for c in a.command if c != '--'] if a.command[:1] == ['--'] else a.command
+    cmd = a.command[1:] if a.command[:1] == ['--'] else a.command
+    if not cmd:
+        ap.error('give the jaxvis command after --, e.g. -- filters --layer block5_conv1 --filters 0:8')
     if a.child:
         return child(cmd)
-    if '--weights' not in cmd:
+    given = {c.split('=', 1)[0] for c in cmd}
+    if '--weights' not in given and cmd[0] in ('filters', 'atlas', 'dream'):
         from jaxvis.edge.weights import resolve
 
-        model = cmd[cmd.index('--model') + 1] if '--model' in cmd else 'vgg16'
-        cmd += ['--weights', str(resolve(model, progress=False))]
+        model = next((c.split('=', 1)[1] for c in cmd if c.startswith('--model=')), None)
+        if '--model' in cmd[:-1]:
+            model = cmd[cmd.index('--model') + 1]
+        cmd += ['--weights', str(resolve(model or 'vgg16', progress=False))]
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, XDG_CACHE_HOME=cache)
+        env = {k: v for k, v in os.environ.items() if k not in ('JAX_COMPILATION_CACHE_DIR', 'JAXVIS_COMPILE_CACHE')}
+        env['JAXVIS_CACHE'] = os.path.join(cache, 'jaxvis')
         for run in range(a.runs):
-            out = os.path.join(cache, f'out{run}')
-            p = subprocess.run([sys.executable, __file__, '--child', '--', *cmd, '--out', out], env=env,
+            own_out = '--out' not in given and cmd[0] in ('filters', 'atlas')
+            out = ['--out', os.path.join(cache, f'out{run}')] if own_out else []
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, __file__, '--child', '--', *cmd, *out], env=env,
                                capture_output=True, text=True)
+            process = time.perf_counter() - t
             line = [ln for ln in p.stderr.splitlines() if ln.startswith('compile_time:')]
             if p.returncode or not line:
                 sys.stderr.write(p.stderr[-2000:])
                 return p.returncode or 1
-            print(f'{"cold " if run == 0 else "rerun"} {line[0][len("compile_time: "):]}')
+            print(f'{"cold " if run == 0 else "rerun"} process {process:.2f} {line[0][len("compile_time: "):]}')
     return 0
 
 

@@ -173,18 +173,23 @@ def test_changed_config_is_refused_unless_overwrite(tmp_path, tiny_h5, monkeypat
     assert json.loads((out / 'job.json').read_text())['job']['seed'] == 3
 
 
-def test_rescue_is_part_of_the_job_only_where_the_preset_has_one(tmp_path, tiny_h5, monkeypatch, capsys):
-    """A seed atlas's job has no 'rescue' (its fingerprint is the one from before the rescue); a lucid
-    atlas's does, and --no-rescue is another configuration."""
+def test_rescue_in_the_job_only_where_it_changed(tmp_path, tiny_h5, monkeypatch, capsys):
+    """The job (and so its fingerprint) records the rescue only where it differs from before it was
+    recorded (lucid rescued, seed and maco did not): atlases begun then resume; --no-rescue with lucid
+    and maco's default are other configurations; --rescue with seed is one line, exit 2."""
     monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
-    assert _atlas(tmp_path / 's') == 0
-    assert 'rescue' not in json.loads((tmp_path / 's' / 'job.json').read_text())['job']
-    out = tmp_path / 'l'
-    assert _atlas(out, '--preset', 'lucid') == 0
-    assert json.loads((out / 'job.json').read_text())['job']['rescue'] is True
+    job = lambda out: json.loads((out / 'job.json').read_text())['job']
+    for name, flags, recorded in (('s', (), None), ('l', ('--preset', 'lucid'), None),
+                                  ('m', ('--preset', 'maco'), True), ('mn', ('--preset', 'maco', '--no-rescue'), None)):
+        assert _atlas(tmp_path / name, *flags) == 0
+        assert job(tmp_path / name).get('rescue') is recorded, name
     capsys.readouterr()
-    assert _atlas(out, '--preset', 'lucid', '--no-rescue') == 2
-    assert 'another configuration' in capsys.readouterr().err
+    assert _atlas(tmp_path / 'l', '--preset', 'lucid', '--no-rescue') == 2
+    err = capsys.readouterr().err
+    assert 'another configuration' in err and 'rescue' in err
+    assert _atlas(tmp_path / 'x', '--rescue') == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and '--rescue' in err and not (tmp_path / 'x').exists()
 
 
 def test_second_writer_is_held_off_by_the_lock(tmp_path, tiny_h5, monkeypatch, capsys):

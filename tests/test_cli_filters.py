@@ -143,20 +143,18 @@ def test_compile_cache_folder(monkeypatch, isolated):
     from jaxvis.cli.common import use_compile_cache
 
     before = jax.config.jax_compilation_cache_dir
-    small = jax.config.jax_persistent_cache_min_compile_time_secs, jax.config.jax_persistent_cache_min_entry_size_bytes
+    small = jax.config.jax_persistent_cache_min_compile_time_secs
     try:
         jax.config.update('jax_compilation_cache_dir', None)
         use_compile_cache()  # JAXVIS_COMPILE_CACHE=0 in every test
         assert jax.config.jax_compilation_cache_dir is None
         monkeypatch.setenv('JAXVIS_COMPILE_CACHE', '1')
-        for name in ('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', 'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'):
-            monkeypatch.delenv(name, raising=False)  # the suite's conftest sets the first
+        monkeypatch.delenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', raising=False)  # the conftest sets it
         use_compile_cache()
         assert jax.config.jax_compilation_cache_dir == str(isolated.cache / 'xla')
         assert (isolated.cache / 'xla').is_dir()
         # small functions are kept too (JAX's default keeps only compiles of 1 s or more) ...
         assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
-        assert jax.config.jax_persistent_cache_min_entry_size_bytes == 0
         # ... unless the user chose a threshold
         jax.config.update('jax_compilation_cache_dir', None)
         jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.5)
@@ -168,8 +166,7 @@ def test_compile_cache_folder(monkeypatch, isolated):
         assert jax.config.jax_compilation_cache_dir == '/somewhere/else'
     finally:
         jax.config.update('jax_compilation_cache_dir', before)
-        jax.config.update('jax_persistent_cache_min_compile_time_secs', small[0])
-        jax.config.update('jax_persistent_cache_min_entry_size_bytes', small[1])
+        jax.config.update('jax_persistent_cache_min_compile_time_secs', small)
 
 
 def test_drop_dead_default_and_flags(tiny_cli, tmp_path, capsys):

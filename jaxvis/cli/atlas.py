@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     with store.lock(args.out, multi.lock_name()):
         params, weights_info = load_params(args, model, quiet=args.quiet)
         use_compile_cache()
-        # 'rescue' only for presets that have one: a seed atlas keeps its fingerprint from before the rescue
-        rescue = {} if preset(args.preset, steps=args.steps).rescue is None else {'rescue': cfg.rescue is not None}
+        # 'rescue' only where it differs from what the preset did before the job recorded it (lucid
+        # rescued, the others did not), so that an atlas begun then resumes
+        rescue = {} if (cfg.rescue is not None) == (args.preset == 'lucid') else {'rescue': cfg.rescue is not None}
         described = {**job.to_dict(), 'conv': args.conv, **rescue, 'weights_sha256': weights_info.get('sha256'),
                      'photos_sha256': None if tiles is None else hashlib.sha256(tiles.tobytes()).hexdigest()}
         multi.check_same_job(described)

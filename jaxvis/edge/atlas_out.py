@@ -36,8 +36,8 @@ def write_filters(out: str, chunk: Chunk, res: dict, normalize: str) -> dict:
         save_png(os.path.join(out, png), pics[i])
         save_gif(os.path.join(out, gif), [fr[i] for fr in frames], duration_ms=120)
         rows.append({'filter': int(f), 'loss': _num(res['loss'][i]), 'dead': bool(res['dead'][i]),
-                     'rescued': bool(res['rescued'][i]), 'selectivity': _num(res['selectivity'][i]), 'activation': _num(res['activation'][i]),
-                     'png': png, 'gif': gif})
+                     'rescued': bool(res['rescued'][i]), 'selectivity': _num(res['selectivity'][i]),
+                     'activation': _num(res['activation'][i]), 'png': png, 'gif': gif})
     return {'kind': 'filters', 'layer': chunk.layer, 'filters': rows}
 
 

@@ -4,7 +4,8 @@
 ``pages(info, layers)`` is a pure function returning ``{relative path: html}``; :func:`write_site`
 writes them atomically. ``layers``: a list of ``{'layer', 'filters': [filter rows], 'diverse':
 {filter: record}, 'examples': {filter: [example rows]}}`` in forward order, a filter row being
-``{'filter', 'loss', 'dead', 'rescued', 'selectivity', 'png', 'gif'}`` (``rescued`` may be absent; paths relative to the site's root).
+``{'filter', 'loss', 'dead', 'rescued', 'selectivity', 'png', 'gif'}`` (``rescued`` absent in records
+written before it; paths relative to the site's root).
 """
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ def _dead_fraction(rows) -> float:
     return sum(r['dead'] for r in rows) / max(1, len(rows))
 
 
-def _rescued(rows) -> int:
-    return sum(bool(r.get('rescued')) for r in rows)  # records written before the rescue lack the field
+def _rescued(rows) -> str:
+    """How many were rescued; '?' where a record predates the field (a lucid chunk then was rescued
+    without saying so)."""
+    return '?' if any('rescued' not in r for r in rows) else str(sum(bool(r['rescued']) for r in rows))
 
 
 def _best(rows, n):
