@@ -14,12 +14,20 @@ and prints one row per shape (ms for fwd + input grad, GFLOP/s of the direct-equ
 (``jaxvis tune`` measures the engine's own choice). Timings in one process, so
 ratios are comparable; absolute numbers move with machine load.
 
+``--torch PYTHON`` also times the same shapes in PyTorch (``scripts/torch_conv_layers.py``, NCHW and
+channels_last, run with that interpreter right after) and adds its columns and the ratio of jaxvis's
+measured choice (:func:`jaxvis.backend.tune.choose` over direct, F2, F4) to PyTorch's better layout.
+
   python scripts/conv_layers.py --batch 16
+  python scripts/conv_layers.py --batch 8 --torch ~/torch-venv/bin/python
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -27,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.backend import conv_plan, xla
+from jaxvis.backend import conv_plan, tune, xla
 from jaxvis.models import VGG16_BLOCKS, layer_table
 from jaxvis.models.vgg import _convs
 from jaxvis.models.winograd import conv3x3
@@ -73,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--repeats', type=int, default=5)
+    ap.add_argument('--torch', default=None, metavar='PYTHON', help='also time PyTorch with this interpreter')
     args = ap.parse_args(argv)
     # the static rule (what conv='auto' does with JAXVIS_TUNE=0); `jaxvis tune` prints the measured choice
     plan = dict(conv_plan.conv_plan(_convs(VGG16_BLOCKS, args.size, 'block5_conv1'), args.batch, 'auto'))
@@ -80,7 +89,7 @@ def main(argv=None) -> int:
           'ms for forward + input gradient (GFLOP/s), x = vs xla')
     print('| layer (count) | side | in -> out | ' + ' | '.join(IMPLS) + ' | static rule |')
     print('|---' * (len(IMPLS) + 4) + '|')
-    totals, auto = dict.fromkeys(IMPLS, 0.0), 0.0
+    totals, auto, best = dict.fromkeys(IMPLS, 0.0), 0.0, {}
     rng = np.random.default_rng(0)
     for name, side, c_in, c_out, count in shapes(args.size):
         x = jnp.asarray(rng.standard_normal((args.batch, side, side, c_in), np.float32))
@@ -90,12 +99,35 @@ def main(argv=None) -> int:
         for impl in IMPLS:
             totals[impl] += count * t[impl]
         auto += count * t[plan.get(name, 'direct')]
+        chosen = tune.choose({i: t[i] for i in tune.IMPLS}) if c_in >= tune.MIN_CHANNELS else 'direct'
+        best[name] = (side, c_in, c_out, count, chosen, t[chosen])
         cells = [f'{t[i] * 1e3:.0f} ({gflop / t[i]:.0f}) x{t["xla"] / t[i]:.2f}' for i in IMPLS]
         print(f'| {name} ({count}) | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) +
               f' | {plan.get(name, "direct")} |', flush=True)
     print('| all 11 convs |  |  | ' + ' | '.join(f'{totals[i] * 1e3:.0f} x{totals["xla"] / totals[i]:.2f}'
                                                  for i in IMPLS) + f' | {auto * 1e3:.0f} x{totals["xla"] / auto:.2f} |')
+    if args.torch:
+        torch_rows(args, best)
     return 0
+
+
+def torch_rows(args, best: dict) -> None:
+    '''PyTorch's time per shape next to jaxvis's measured choice (ms, forward + input gradient).'''
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'torch_conv_layers.py')
+    keys = [f'{side},{c_in},{c_out}' for side, c_in, c_out, *_ in best.values()]
+    out = subprocess.run([args.torch, peer, '--batch', str(args.batch), '--repeats', str(args.repeats),
+                          '--shapes', *keys], capture_output=True, text=True, check=True).stdout
+    res = json.loads(out)
+    print(f'\nPyTorch {res["torch"]}, {res["threads"]} threads, batch {res["batch"]}; ms; x = PyTorch best / jaxvis')
+    print('| layer (count) | jaxvis (its choice) | PyTorch NCHW | PyTorch channels_last | x |')
+    print('|---|---|---|---|---|')
+    sums = [0.0, 0.0, 0.0]
+    for (name, (side, c_in, c_out, count, chosen, t)), key in zip(best.items(), keys):
+        nchw, cl = res['ms'][key]['nchw'], res['ms'][key]['channels_last']
+        for i, v in enumerate((t * 1e3, nchw, cl)):
+            sums[i] += count * v
+        print(f'| {name} ({count}) | {t * 1e3:.1f} ({chosen}) | {nchw:.1f} | {cl:.1f} | x{min(nchw, cl) / (t * 1e3):.2f} |')
+    print(f'| all 11 convs | {sums[0]:.0f} | {sums[1]:.0f} | {sums[2]:.0f} | x{min(sums[1], sums[2]) / sums[0]:.2f} |')
 
 
 if __name__ == '__main__':
