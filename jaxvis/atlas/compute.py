@@ -32,9 +32,8 @@ def filter_chunk(params, chunk: Chunk, cfg: FilterConfig, *, model: Model, size:
                             batch_size=batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
                             progress=progress, split_processes=False)  # a chunk is one process's work
     means = metrics.channel_means(params, chunk.layer, np.clip(res.images, 0.0, 255.0), model=model)
-    rescued = np.zeros(len(res.filters), bool) if res.rescued is None else np.asarray(res.rescued, bool)
     return {'images': res.images, 'snapshots': res.snapshots, 'loss': res.losses, 'dead': res.dead,
-            'rescued': rescued, 'selectivity': np.asarray(metrics.selectivity(means, res.filters)),
+            'rescued': res.rescued_mask(), 'selectivity': np.asarray(metrics.selectivity(means, res.filters)),
             'activation': np.asarray(metrics.activation(means, res.filters)), 'filters': res.filters}
 
 

@@ -33,9 +33,8 @@ def own(res, normalize: str, frames: bool) -> Layer:
     shots = None
     if frames and res.snapshots is not None:
         shots = np.stack([to_uint8(s, normalize) for s in res.snapshots])
-    rescued = np.zeros(len(res.filters), bool) if res.rescued is None else np.asarray(res.rescued)
     return Layer(np.asarray(res.filters), np.asarray(res.losses), np.asarray(res.dead),
-                 to_uint8(res.images, normalize), shots, rescued)
+                 to_uint8(res.images, normalize), shots, res.rescued_mask())
 
 
 def write_filter_files(out: str, layer: str, res, part: Layer, fmt: str = 'png') -> None:

@@ -8,6 +8,7 @@ options; an option a recipe does not have is refused in one line, and any piece 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 from jaxvis import optim
@@ -233,7 +234,7 @@ def keras_vis(*, steps: int = 200, jitter: int = 16, lp_norm_weight: float = 10.
 PRESETS: dict[str, Callable[..., FilterConfig]] = {
     'seed': seed,
     'jacobgil': jacobgil,
-    **{f'yosinski{row}': (lambda row: lambda **o: yosinski(row, **o))(row) for row in (1, 2, 3, 4)},
+    **{f'yosinski{row}': functools.partial(yosinski, row) for row in (1, 2, 3, 4)},
     'lucid': lucid,
     'maco': maco,
     'keras-vis': keras_vis,

@@ -38,6 +38,10 @@ class FilterResult(NamedTuple):
     alpha: np.ndarray | None = None
     rescued: np.ndarray | None = None
 
+    def rescued_mask(self) -> np.ndarray:
+        """[N] bool: ``rescued``, all False for a config without a rescue."""
+        return np.zeros(len(self.filters), bool) if self.rescued is None else np.asarray(self.rescued, bool)
+
 
 def with_rescue(first: FilterResult, second: FilterResult | None, pos: np.ndarray) -> FilterResult:
     """``first`` with the filters at positions ``pos`` (dead in it) replaced by ``second``'s results for
