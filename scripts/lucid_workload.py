@@ -9,8 +9,9 @@ dead-filter rule) twice: the first call includes compiling, the second reuses it
 ``scripts/lucent_peer.py`` (one call per filter, and all filters in one batch) with that interpreter.
 Every final image is scored by the same code, :func:`jaxvis.metrics.channel_means` of the image itself
 (no transform), so ``activation`` compares the two tools' pictures on one ruler. ``--ablate`` also times
-jaxvis without the transforms, with pixels in place of the Fourier param, and with plain gradient ascent
-in place of Adam (compiled calls), to show where the time goes. Prints a Markdown table.
+jaxvis without the transforms (at the size given and at the 12 px larger size the transforms hand the
+network), with pixels in place of the Fourier param, and with plain gradient ascent in place of Adam
+(compiled calls), to show where the time goes. Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def timed(params, layer, filters, cfg, size, key):
     return r, time.perf_counter() - t
 
 
+def ablation(params, layer, filters, cfg, size, key, label):
+    """One row: ``cfg`` compiled by a first call, then timed."""
+    visualize_filters(params, layer, filters, cfg, size=size, key=key)  # compile
+    r, s = timed(params, layer, filters, cfg, size, key)
+    return label, s, activation(params, layer, r.images, filters)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--lucent', metavar='PYTHON', default=None, help='a Python with torch-lucent')
@@ -61,7 +69,7 @@ def main(argv=None) -> int:
     filters = [int(f) for f in a.filters.split(',')]
     params = jaxvis.load_keras_h5(resolve('vgg16', a.weights))
     key = jax.random.key(0)
-    lucid = preset('lucid', steps=a.steps, redirect_relu_steps=0, restarts=())
+    lucid = preset('lucid', steps=a.steps, redirect_relu_steps=0, restarts=(), rescue=False)
     rows = []
     r, first = timed(params, a.layer, filters, lucid, a.size, key)
     _, second = timed(params, a.layer, filters, lucid, a.size, key)
@@ -72,9 +80,12 @@ def main(argv=None) -> int:
         for label, cfg in (('jaxvis lucid, no transforms', dataclasses.replace(lucid, transform=T.identity())),
                            ('jaxvis lucid, pixel param (no FFT)', dataclasses.replace(lucid, param=P.image(fft=False))),
                            ('jaxvis lucid, ascent in place of Adam', dataclasses.replace(lucid, optimizer=optim.ascent(0.05)))):
-            visualize_filters(params, a.layer, filters, cfg, size=a.size, key=key)  # compile
-            r3, s = timed(params, a.layer, filters, cfg, a.size, key)
-            rows.append((label, s, activation(params, a.layer, r3.images, filters)))
+            rows.append(ablation(params, a.layer, filters, cfg, a.size, key, label))
+        # The standard transforms hand the network a larger image (pad 24, crops 12: +12 px a side);
+        # the same image size without them separates the transforms' own cost from the larger forward.
+        side = a.size + 12
+        rows.append(ablation(params, a.layer, filters, dataclasses.replace(lucid, transform=T.identity()), side, key,
+                             f'jaxvis lucid, no transforms, {side} px (the size the transforms hand the network)'))
     if a.lucent:
         with tempfile.TemporaryDirectory() as tmp:
             w = os.path.join(tmp, 'w.npz')
