@@ -2,7 +2,7 @@
 """The Lucid workload, jaxvis against Lucent: block4_conv1 filters 0-3, 128x128, 256 steps, Lucid's defaults
 (Fourier + decorrelated colour, standard transforms, Adam 0.05), the same weights, one after the other.
 
-    python scripts/lucid_workload.py --lucent ~/lucent-venv/bin/python [--weights PATH] [--ablate]
+    python scripts/lucid_workload.py --lucent ~/lucent-venv/bin/python [--weights PATH] [--ablate] [--width 4]
 
 jaxvis runs ``preset('lucid', redirect_relu_steps=0, restarts=(), rescue=False)`` (Lucid's recipe without jaxvis's
 dead-filter rule) twice: the first call includes compiling, the second reuses it. Lucent runs
@@ -43,9 +43,9 @@ def activation(params, layer: str, images: np.ndarray, filters: list[int]) -> np
     return np.asarray(metrics.activation(means, np.asarray(filters)))
 
 
-def timed(params, layer, filters, cfg, size, key):
+def timed(params, layer, filters, cfg, size, key, width=None):
     t = time.perf_counter()
-    r = visualize_filters(params, layer, filters, cfg, size=size, key=key)
+    r = visualize_filters(params, layer, filters, cfg, size=size, key=key, width=width)
     return r, time.perf_counter() - t
 
 
@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--steps', type=int, default=256)
     ap.add_argument('--ablate', action='store_true')
+    ap.add_argument('--width', type=int, nargs='*', default=[],
+                    help="also jaxvis's lucid at these group widths (visualize_filters' width=, default 8)")
     a = ap.parse_args(argv)
     filters = [int(f) for f in a.filters.split(',')]
     params = jaxvis.load_keras_h5(resolve('vgg16', a.weights))
@@ -76,6 +78,10 @@ def main(argv=None) -> int:
     act = activation(params, a.layer, r.images, filters)
     rows.append(('jaxvis lucid, first call (compile included)', first, act))
     rows.append(('jaxvis lucid, compiled', second, act))
+    for w in a.width:
+        timed(params, a.layer, filters, lucid, a.size, key, w)  # compile
+        r2, s = timed(params, a.layer, filters, lucid, a.size, key, w)
+        rows.append((f'jaxvis lucid, compiled, width {w}', s, activation(params, a.layer, r2.images, filters)))
     if a.ablate:
         for label, cfg in (('jaxvis lucid, no transforms', dataclasses.replace(lucid, transform=T.identity())),
                            ('jaxvis lucid, pixel param (no FFT)', dataclasses.replace(lucid, param=P.image(fft=False))),

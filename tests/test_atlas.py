@@ -192,6 +192,19 @@ def test_rescue_in_the_job_only_where_it_changed(tmp_path, tiny_h5, monkeypatch,
     assert len(err.splitlines()) == 1 and '--rescue' in err and not (tmp_path / 'x').exists()
 
 
+def test_width_in_the_job_only_where_not_the_default(tmp_path, tiny_h5, monkeypatch, capsys):
+    """--width 4 is recorded (another configuration than the default's folder); the default, as before
+    the flag, is not."""
+    monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
+    job = lambda out: json.loads((out / 'job.json').read_text())['job']
+    assert _atlas(tmp_path / 'w', '--width', '4') == 0 and job(tmp_path / 'w')['width'] == 4
+    assert _atlas(tmp_path / 'd') == 0 and 'width' not in job(tmp_path / 'd')
+    capsys.readouterr()
+    assert _atlas(tmp_path / 'd', '--width', '4') == 2
+    err = capsys.readouterr().err
+    assert 'another configuration' in err and 'width' in err
+
+
 def test_second_writer_is_held_off_by_the_lock(tmp_path, tiny_h5, monkeypatch, capsys):
     monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
     out = tmp_path / 'busy'

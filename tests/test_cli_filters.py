@@ -136,6 +136,27 @@ def test_rescue_flags(tiny_cli, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and '--rescue' in err and 'seed' in err and not (tmp_path / 'r').exists()
 
 
+def test_width_flag(tiny_cli, tmp_path, capsys):
+    """--width 4: the manifest and the job say 4, and --batch-size 8 (two groups of 4 in one call) gives
+    the same bytes; the default records 8 in the manifest and nothing in the job (folders begun before the
+    flag resume); the same folder without --width is another configuration, one line and exit 2."""
+    args = ('--layer', 'block2_conv1', '--filters', '0:3', '--normalize', 'clip')
+    assert run(tmp_path, *args, '--width', '4') == 0
+    assert run(tmp_path, *args, '--width', '4', '--batch-size', '8', out='b8') == 0
+    assert run(tmp_path, *args, out='d') == 0
+    m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert m['width'] == 4 and json.loads((tmp_path / 'out' / 'job.json').read_text())['job']['width'] == 4
+    assert json.loads((tmp_path / 'd' / 'manifest.json').read_text())['width'] == 8
+    assert 'width' not in json.loads((tmp_path / 'd' / 'job.json').read_text())['job']
+    for f in range(3):
+        png = np.asarray(Image.open(tmp_path / 'out' / f'block2_conv1_{f}.png'))
+        np.testing.assert_array_equal(png, np.asarray(Image.open(tmp_path / 'b8' / f'block2_conv1_{f}.png')))
+    capsys.readouterr()
+    assert run(tmp_path, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'another configuration' in err and 'width' in err
+
+
 def test_compile_cache_folder(monkeypatch, isolated):
     """The CLI keeps compiled steps in <jaxvis cache>/xla, unless turned off or already configured."""
     import jax

@@ -63,7 +63,7 @@ BAD = [  # (command, extra arguments, words the one line must hold)
     (F, ['--contrib-pct', '-1'], 'contribution percentile'), (F, ['--step-size', 'nan'], 'step_size'),
     (F, ['--steps', '0'], 'steps'), (F, ['--size', '0'], 'size'),
     (F, ['--size', '1000000'], 'of memory'), (F, ['--seed', '-1'], 'seed'),
-    (F, ['--seed', '99999999999999999999'], 'seed'), (F, ['--batch-size', '0'], 'batch_size'),
+    (F, ['--seed', '99999999999999999999'], 'seed'), (F, ['--batch-size', '0'], 'batch_size'), (F, ['--width', '0'], 'width'),
     (F, ['--best', '0'], 'best'), (F, ['--margin', '-1'], 'margin'), (F, ['--margin', '100000'], 'margin'),
     (F, ['--gif', '--snapshot-every', '0'], 'snapshot_every'), (F, ['--filters', '5:2'], 'no filters'),
     (F, ['--filters', '-1'], 'out of range'), (F, ['--preset', 'lucid', '--jitter', '3'], 'lucid'),

@@ -47,6 +47,12 @@ _CHILD = textwrap.dedent('''
                                   devices=devices, **kw)
             out[conv + '_' + name] = dict(images=r.images.tolist(), losses=r.losses.tolist(),
                                           history=r.history.tolist())
+    kw = dict(model=get_model('tiny', conv='direct'), size=32, key=jax.random.key(7), width=4)
+    for name, filters, bs, devices in (('one', range(8), None, one), ('all', range(8), None, 'all'),
+                                       ('alone', [5], None, one), ('bs8', range(8), 8, one)):
+        r = visualize_filters(params, 'block3_conv2', filters, preset('seed', steps=4), batch_size=bs,
+                              devices=devices, **kw)
+        out['w4_' + name] = dict(images=r.images.tolist(), losses=r.losses.tolist(), history=r.history.tolist())
     import own_model  # a model of one's own (tests/own_model.py) shards the same way
     m = own_model.make()
     for name, devices in (('own_all', 'all'), ('own_one', one)):
@@ -93,6 +99,14 @@ def test_batch_size_does_not_change_the_bytes(runs, conv):
     _same(runs[f'{conv}_bs2'], runs[f'{conv}_one'])
     if conv == 'direct':
         _same(runs['direct_bs16'], runs['direct_one'])  # two groups of 8 in one call
+
+
+def test_another_width_is_batch_independent_too(runs):
+    """``width=4``: two calls of 4, one call of two groups of 4, alone (padded to 4) and on 4 devices
+    (16 slots) give the same bytes as each other."""
+    _same(runs['w4_bs8'], runs['w4_one'])
+    _same(runs['w4_all'], runs['w4_one'])
+    _same(runs['w4_one'], runs['w4_alone'], [5])
 
 
 def test_own_model_four_devices_equal_one(runs):

@@ -107,5 +107,10 @@ def test_tune_command_prints_and_keeps_the_table(monkeypatch, capsys):
     assert '| block2_conv1 | 16 | 64 -> 128 | 2000.0 (x1.00) | 1000.0 (x2.00) | 1500.0 (x1.33) | winograd2 |' in out
     assert json.loads(tuning.path().read_text())['timings']['8,128,256,8'] == {
         'direct': 4.0, 'winograd2': 2.0, 'winograd4': 3.0}
+    assert main(['tune', '--size', '32', '--layer', 'block2_conv1', '--width', '4']) == 0  # filters --width 4's plan
+    assert 'batch 4 per call' in capsys.readouterr().out
+    assert '16,64,128,4' in json.loads(tuning.path().read_text())['timings']
     assert main(['tune', '--layer', 'pool9']) == 2
     assert 'pool9' in capsys.readouterr().err
+    assert main(['tune', '--width', '0']) == 2
+    assert 'width' in capsys.readouterr().err

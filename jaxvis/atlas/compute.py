@@ -20,17 +20,18 @@ from jaxvis.visualize import FilterConfig, visualize_diverse, visualize_filters
 
 def filter_chunk(params, chunk: Chunk, cfg: FilterConfig, *, model: Model, size: int, key: jax.Array,
                  snapshot_every: int, drop_dead: bool, batch_size: int,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int], None] | None = None, width: int | None = None) -> dict[str, Any]:
     """The chunk's filter images and measures.
 
     Returns ``{'images': [F, S, S, 3] float32 RGB ~0..255, 'snapshots': [T, F, S, S, 3],
     'loss': [F], 'dead': [F] bool, 'rescued': [F] bool, 'selectivity': [F], 'activation': [F],
     'filters': [F] int}``; ``rescued``: the config's rescue revived the filter (all False without one).
-    ``selectivity``/``activation``: :mod:`jaxvis.metrics` of the clipped final images.
+    ``selectivity``/``activation``: :mod:`jaxvis.metrics` of the clipped final images. ``width``: as
+    :func:`jaxvis.visualize_filters`.
     """
     res = visualize_filters(params, chunk.layer, list(chunk.filters), cfg, model=model, size=size, key=key,
                             batch_size=batch_size, snapshot_every=snapshot_every, drop_dead=drop_dead,
-                            progress=progress, split_processes=False)  # a chunk is one process's work
+                            progress=progress, split_processes=False, width=width)  # one process's work
     means = metrics.channel_means(params, chunk.layer, np.clip(res.images, 0.0, 255.0), model=model)
     return {'images': res.images, 'snapshots': res.snapshots, 'loss': res.losses, 'dead': res.dead,
             'rescued': res.rescued_mask(), 'selectivity': np.asarray(metrics.selectivity(means, res.filters)),

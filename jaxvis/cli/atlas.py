@@ -11,8 +11,8 @@ import jax
 
 from jaxvis.atlas import AtlasConfig, assign, chunks, fingerprint, layer_costs
 from jaxvis.atlas import compute
-from jaxvis.cli.common import (add_model_args, add_rescue_arg, load_params, model_of, use_compile_cache,
-                               with_rescue_arg)
+from jaxvis.cli.common import (add_model_args, add_rescue_arg, add_width_arg, load_params, model_of,
+                               use_compile_cache, width_field, with_rescue_arg)
 from jaxvis.cli.filters import parse_filter_arg
 from jaxvis.backend import hosts
 from jaxvis.edge import atlas_out, cluster, multi, photos, site, store
@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument('--size', type=int, default=128, help='filter image side in pixels (default 128)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     add_rescue_arg(p)
+    add_width_arg(p)
     p.add_argument('--chunk', type=int, default=16, help='filters per chunk kept on disk (default 16)')
     p.add_argument('--diverse', type=int, default=2, help='filters per layer (the first) with diverse images (2)')
     p.add_argument('--diverse-steps', type=int, default=24, help="steps of the diverse images (lucid preset, 24)")
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                       diverse_steps=args.diverse_steps, diverse_size=args.diverse_size, examples=args.examples)
     selection = parse_filter_arg(args.filters)
     idx = {layer: check_request(model, layer, selection, size=job.size, config=cfg, batch_size=job.chunk,
-                                drop_dead=drop_dead, snapshot_every=job.snapshot_every) for layer in layers}
+                                drop_dead=drop_dead, snapshot_every=job.snapshot_every, width=args.width)
+           for layer in layers}
     if job.diverse:
         for layer in layers:
             probe.check_size(model, layer, job.diverse_size)
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         # 'rescue' only where it differs from what the preset did before the job recorded it (lucid
         # rescued, the others did not), so that an atlas begun then resumes
         rescue = {} if (cfg.rescue is not None) == (args.preset == 'lucid') else {'rescue': cfg.rescue is not None}
-        described = {**job.to_dict(), 'conv': args.conv, **rescue, 'weights_sha256': weights_info.get('sha256'),
+        described = {**job.to_dict(), 'conv': args.conv, **rescue, **width_field(args.width),
+                     'weights_sha256': weights_info.get('sha256'),
                      'photos_sha256': None if tiles is None else hashlib.sha256(tiles.tobytes()).hexdigest()}
         multi.check_same_job(described)
         shared, lead = multi.shared_folder(args.out), hosts.process_index() == 0
@@ -105,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                 if chunk.kind == 'filters':
                     res = compute.filter_chunk(params, chunk, cfg, model=model, size=job.size, key=key,
                                                snapshot_every=job.snapshot_every, drop_dead=drop_dead,
-                                               batch_size=job.chunk, progress=tick(len(chunk.filters) * cfg.steps))
+                                               batch_size=job.chunk, progress=tick(len(chunk.filters) * cfg.steps),
+                                               width=args.width)
                     rec = atlas_out.write_filters(args.out, chunk, res, 'clip' if cfg.param.space != 'input' else 'seed')
                 elif chunk.kind == 'diverse':
                     res = compute.diverse_chunk(params, chunk, div_cfg, model=model, n=job.diverse_n,

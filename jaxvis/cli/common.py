@@ -12,6 +12,7 @@ from jaxvis.edge import weights as W
 from jaxvis.edge.locations import OFFICIAL, WHEELS, cache_dir
 from jaxvis.errors import JaxvisError
 from jaxvis.models import Model, available_models, get_model, load_keras_h5
+from jaxvis.visualize.engine import WIDTH, check_width
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, conv: bool = False) -> None:
@@ -65,6 +66,20 @@ def _call_model(spec: str) -> Model:
     if out.params is None:
         raise JaxvisError(f'--model {spec}: the model carries no params (return them with it)')
     return out
+
+
+def add_width_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--width', type=int, default=None,
+                        help=f'images per operation on CPU (default {WIDTH}); a filter\'s image depends on it, '
+                             'never on --batch-size. 4 halves a run of 1-4 filters; the same cost per filter '
+                             'on more')
+
+
+def width_field(width: int | None) -> dict:
+    """What a job records of ``--width``: nothing for the default (as every job did before the option), so
+    that folders begun before it resume."""
+    w = check_width(width)
+    return {} if w == WIDTH else {'width': w}
 
 
 def add_rescue_arg(parser: argparse.ArgumentParser) -> None:

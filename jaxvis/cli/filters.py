@@ -12,8 +12,8 @@ import jax
 
 from jaxvis.atlas.plan import fingerprint
 from jaxvis.backend import hosts
-from jaxvis.cli.common import (add_model_args, add_rescue_arg, load_params, model_of, use_compile_cache,
-                               with_rescue_arg)
+from jaxvis.cli.common import (add_model_args, add_rescue_arg, add_width_arg, load_params, model_of,
+                               use_compile_cache, width_field, with_rescue_arg)
 from jaxvis.display import NORMALIZERS, check_margin
 from jaxvis.edge import cluster, filters_out, multi, store
 from jaxvis.edge.files import JPEG_QUALITY, check_out_dir, environment, file_stem, write_json
@@ -23,6 +23,7 @@ from jaxvis.models import imagenet, probe
 from jaxvis.objectives import class_probability
 from jaxvis.visualize import (PRESETS, best_order, can_drop_dead, check_request, draw_filters, preset,
                               visualize_filters)
+from jaxvis.visualize.engine import check_width
 
 OVERRIDES = (  # (flag, preset option, type)
     ('--step-size', 'step_size', float), ('--decay', 'decay', float), ('--blur-sigma', 'blur_sigma', float),
@@ -54,6 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0); same seed, same bytes')
     p.add_argument('--batch-size', type=int, default=None, help='filters optimized together (memory bound)')
     add_rescue_arg(p)
+    add_width_arg(p)
     p.add_argument('--drop-dead', default=None, action=argparse.BooleanOptionalAction,
                    help='after the first step, optimize only the live filters (seed 003 skips the dead ones; '
                         'their images are exactly the same). Default: on where the preset allows it (seed)')
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     selection = parse_filter_arg(args.filters)
     plan = [(layer, check_request(model, layer, filters_of_layer(model, layer, selection, args.seed), size=args.size,
                                   config=cfg, batch_size=args.batch_size, drop_dead=drop_dead,
-                                  snapshot_every=snapshot_every))
+                                  snapshot_every=snapshot_every, width=args.width))
             for layer in layers]  # everything checked before computing anything
     out = check_out_dir(args.out)
 
@@ -163,10 +165,11 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
     manifest = {
         'command': 'filters', 'argv': sys.argv[1:], 'model': model.name, 'size': args.size, 'seed': args.seed,
         'preset': args.preset, 'config': {**cfg.to_dict(), 'conv': args.conv}, 'batch_size': args.batch_size,
-        'normalize': args.normalize, 'drop_dead': drop_dead, 'weights': weights_info,
+        'normalize': args.normalize, 'drop_dead': drop_dead, 'width': check_width(args.width), 'weights': weights_info,
         'environment': environment(), 'layers': {},
     }
     job = {k: manifest[k] for k in ('model', 'size', 'seed', 'preset', 'config', 'batch_size', 'normalize', 'drop_dead')}
+    job.update(width_field(args.width))
     job.update(filters=args.filters, format=args.format, best=args.best, margin=args.margin, gif=args.gif,
                snapshot_every=snapshot_every, weights_sha256=weights_info.get('sha256'))
     multi.check_same_job(job)
@@ -187,7 +190,7 @@ def _run_locked(args, model, cfg, drop_dead, plan, snapshot_every, out) -> int:
         try:
             res = visualize_filters(params, layer, idx, cfg, model=model, size=args.size, key=key,
                                     batch_size=args.batch_size, snapshot_every=snapshot_every,
-                                    drop_dead=drop_dead, progress=bar.update if bar else None)
+                                    drop_dead=drop_dead, progress=bar.update if bar else None, width=args.width)
         finally:
             if bar:
                 bar.close()

@@ -22,18 +22,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--model', default='vgg16', choices=('vgg16', 'vgg19'), help='VGG to tune (default vgg16)')
     p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
     p.add_argument('--layer', default='block5_conv1', help='deepest layer (default block5_conv1)')
+    p.add_argument('--width', type=int, default=WIDTH,
+                   help=f'images per operation, as filters/atlas --width (default {WIDTH})')
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     check_int('size', args.size, low=1)
+    check_int('width', args.width, low=1)
     convs = _convs(BLOCKS[args.model], args.size, args.layer)
     if convs[-1][0] != args.layer:
         raise JaxvisError(f'{args.layer} is not a convolution of {args.model}')
     os.environ['JAXVIS_TUNE'] = '1'
     tune.clear()  # re-measure everything; the table is written once, at the end
-    print(f'{tune.machine_id()}; batch {WIDTH} per call, {args.size}x{args.size}; '
+    print(f'{tune.machine_id()}; batch {args.width} per call, {args.size}x{args.size}; '
           'ms for forward + input gradient (x = speed-up over direct)')
     print('| layer | side | in -> out | ' + ' | '.join(tune.IMPLS) + ' | auto picks |')
     print('|---' * (len(tune.IMPLS) + 4) + '|')
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         if c_in < tune.MIN_CHANNELS:
             print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in tune.IMPLS) + ' | direct |')
             continue
-        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, WIDTH))
+        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, args.width))
         cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
         print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
     saved = tuning.save()

@@ -27,10 +27,15 @@ from jaxvis.visualize.result import FilterResult, empty_result, with_rescue
 from jaxvis.visualize.start import filter_keys, from_model_input, start_images, start_point, to_model_input
 from jaxvis.visualize.step import batched, make_score, make_step
 
-WIDTH = 8  # images per operation, whatever the job: XLA:CPU's convolutions and matmuls round by the
-# batch *shape* (Eigen picks its blocking from it), never by the batch mates' values, so a fixed width
-# makes every filter's image independent of the batch size, of how many filters are asked for and of
-# the device count (docs/performance.md)
+WIDTH = 8  # images per operation on CPU by default, whatever the job: XLA:CPU's convolutions and matmuls
+# round by the batch *shape* (Eigen picks its blocking from it), never by the batch mates' values, so a
+# fixed width makes every filter's image independent of the batch size, of how many filters are asked
+# for and of the device count (docs/performance.md). ``width=`` picks another; the image depends on it.
+
+
+def check_width(width: int | None) -> int:
+    """The CPU group width: ``width``, checked (an int >= 1), or :data:`WIDTH` for None."""
+    return WIDTH if width is None else check_int('width', width, low=1)
 
 
 def parse_filters(filters, n_channels: int, layer: str) -> np.ndarray:
@@ -65,11 +70,11 @@ def as_config(config: FilterConfig | str) -> FilterConfig:
 
 def check_request(model: Model, layer: str, filters, *, size: int, config: FilterConfig,
                   batch_size: int | None = None, drop_dead: bool = False, snapshot_every: int | None = None,
-                  params=None) -> np.ndarray:
+                  params=None, width: int | None = None) -> np.ndarray:
     """Every check of :func:`visualize_filters` that needs no compute; returns the filter indices.
 
     Raises JaxvisError: unknown layer, filter out of range, size too small or too big to fit in memory,
-    bad batch size or snapshot
+    bad batch size, width or snapshot
     interval, ``drop_dead`` with a config that can move a zero-gradient image.
     """
     check_int('size', size, low=1)
@@ -78,7 +83,8 @@ def check_request(model: Model, layer: str, filters, *, size: int, config: Filte
     idx = parse_filters(filters, n_channels, layer)
     if batch_size is not None:
         check_int('batch_size', batch_size, low=1)
-    batch = ceil_div(batch_size or WIDTH, WIDTH) * WIDTH  # what one device holds per call
+    width = check_width(width)
+    batch = ceil_div(batch_size or width, width) * width  # what one device holds per call
     footprint.check_fits(model, layer, (size, size), params, batch=batch,
                          what=f'size {size}, {batch} filters at once')
     if snapshot_every is not None:
@@ -93,7 +99,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
                       model: str | Model = 'vgg16', size: int = 128, key: jax.Array | None = None,
                       init=None, batch_size: int | None = None, snapshot_every: int | None = None,
                       progress: Callable[[int], None] | None = None, devices=None,
-                      drop_dead: bool = False, split_processes: bool = True) -> FilterResult:
+                      drop_dead: bool = False, split_processes: bool = True,
+                      width: int | None = None) -> FilterResult:
     """Find, for each filter, the input that maximizes its objective, by gradient ascent.
 
     Args:
@@ -107,9 +114,10 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
       batch_size: filters per device in each compiled call (memory bound), rounded up to a multiple of
-        :data:`WIDTH` (8); None: 8 on CPU, on an accelerator what a quarter of its free memory holds
-        (:func:`jaxvis.backend.memory.accelerator_batch`). On CPU every operation sees groups of exactly 8
-        images per device (short chunks padded): an image is the same bytes whatever the batch or devices.
+        ``width``; None: ``width`` on CPU, on an accelerator what a quarter of its free memory holds
+        (:func:`jaxvis.backend.memory.accelerator_batch`). On CPU every operation sees groups of exactly
+        ``width`` images per device (short chunks padded): an image is the same bytes whatever the batch
+        or devices.
       snapshot_every: also return the images every k steps (to watch the filters form).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
@@ -121,6 +129,10 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         process's block of the filters (:func:`jaxvis.backend.hosts.my_share`, in proportion to each
         process's devices) and return those: ``result.filters`` says which (possibly none). Each image is
         the same bytes as in a single-process run. False: every filter asked, on this process's devices.
+      width: images per operation on CPU (None: :data:`WIDTH`, 8). A filter's image depends on it (the
+        rounding of the convolutions does), never on the batch; a job of fewer filters than ``width``
+        computes padding, so 4 halves a job of 1-4 filters and costs the same per filter on larger
+        ones (measured on a 2-core AMD EPYC, docs/performance.md). Accelerators: one operation per batch.
 
     Returns:
       FilterResult (shapes in its docstring).
@@ -131,7 +143,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     model = get_model(model)
     cfg = as_config(config)
     idx = check_request(model, layer, filters, size=size, config=cfg, batch_size=batch_size, drop_dead=drop_dead,
-                        snapshot_every=snapshot_every, params=params)
+                        snapshot_every=snapshot_every, params=params, width=width)
+    w = check_width(width)
     key = jax.random.key(0) if key is None else key
     start = start_images(model, init, len(idx), size)
     mine = hosts.my_share(len(idx)) if split_processes else slice(None)
@@ -141,15 +154,15 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     mesh = sharding.filter_mesh(devices)
     p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
-    width = WIDTH if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
-    per_device = batch_size or (WIDTH if width else memory.accelerator_batch(
-        footprint.activation_bytes(model, layer, (size, size), params), WIDTH))
-    bs = ceil_div(per_device, WIDTH) * WIDTH * (1 if mesh is None else mesh.size)
+    group = w if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
+    per_device = batch_size or (w if group else memory.accelerator_batch(
+        footprint.activation_bytes(model, layer, (size, size), params), w))
+    bs = ceil_div(per_device, w) * w * (1 if mesh is None else mesh.size)
 
     try:
-        compiled = _compiled(model, layer, cfg, mesh, size, bs, width)
+        compiled = _compiled(model, layer, cfg, mesh, size, bs, group)
     except TypeError:  # a config holding an unhashable piece: compiled afresh each call
-        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, width)
+        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, group)
     step, score, make_init, opt_init, to_x, from_x = compiled
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
@@ -187,7 +200,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     rows = init if init is None or np.ndim(init) == 3 else np.asarray(init)[mine][pos]
     second = visualize_filters(params, layer, first.filters[pos], cfg.rescue, model=model, size=size, key=key,
                                init=rows, batch_size=batch_size, snapshot_every=snapshot_every, progress=progress,
-                               devices=devices, split_processes=False)
+                               devices=devices, split_processes=False, width=width)
     return with_rescue(first, second, pos)
 
 
