@@ -126,7 +126,7 @@ def run_config(params, args, n: int, bs: int, drop_dead: bool = False) -> dict:
     """Warm-up plus ``args.repeats`` timed calls of visualize_filters for ``n`` filters at batch ``bs``."""
     options = {'conv': args.conv} if args.model in BLOCKS else {}  # the Keras applications have no conv plan
     kw = dict(model=get_model(args.model, **options), size=args.size, batch_size=bs,
-              key=jax.random.key(args.seed), devices=args.devices, drop_dead=drop_dead)
+              key=jax.random.key(args.seed), devices=args.devices, drop_dead=drop_dead, width=args.width)
     cfg = preset('seed', steps=args.steps, dtype=args.dtype)
     filters = list(range(n))
     _reset_peak_rss()
@@ -146,7 +146,7 @@ def run_config(params, args, n: int, bs: int, drop_dead: bool = False) -> dict:
     rates = [fs / max(w - c, 1e-9) for w, c in zip(walls, compiles)]
     rate = statistics.median(rates)
     return {
-        'n': n, 'batch_size': bs, 'steps': args.steps, 'repeats': args.repeats, 'drop_dead': drop_dead,
+        'n': n, 'batch_size': bs, 'width': args.width, 'steps': args.steps, 'repeats': args.repeats, 'drop_dead': drop_dead,
         'filter_steps_per_s': rate, 'filter_steps_per_s_runs': rates,
         'gflops': rate * GFLOP_PER_FILTER_STEP_128 * (args.size / 128) ** 2 if args.layer == 'block5_conv1' else None,
         'compile_s': first_compile, 'wall_s': statistics.median(walls),
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument('--devices', choices=('all', 'one'), default='all',
                     help="'all' local devices (the engine's default) or only the first")
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--width', type=int, default=None,
+                    help="visualize_filters' CPU group width (default: the engine's, 8)")
     ap.add_argument('--drop-dead', action='store_true',
                     help='also time each batch size with dead filters dropped after step 1 (filter-steps/s then '
                          'counts the steps the dead filters skip as done)')

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
                            ('jaxvis lucid, pixel param (no FFT)', dataclasses.replace(lucid, param=P.image(fft=False))),
                            ('jaxvis lucid, ascent in place of Adam', dataclasses.replace(lucid, optimizer=optim.ascent(0.05)))):
             rows.append(ablation(params, a.layer, filters, cfg, a.size, key, label))
-        # The standard transforms hand the network a larger image (pad 24, crops 12: +12 px a side);
+        # The standard transforms hand the network a larger image (pad 24, crops 12: +12 px, 6 a side);
         # the same image size without them separates the transforms' own cost from the larger forward.
         side = a.size + 12
         rows.append(ablation(params, a.layer, filters, dataclasses.replace(lucid, transform=T.identity()), side, key,

@@ -195,14 +195,18 @@ def test_rescue_in_the_job_only_where_it_changed(tmp_path, tiny_h5, monkeypatch,
 def test_width_in_the_job_only_where_not_the_default(tmp_path, tiny_h5, monkeypatch, capsys):
     """--width 4 is recorded (another configuration than the default's folder); the default, as before
     the flag, is not."""
+    from jaxvis.atlas import compute
     monkeypatch.setenv('JAXVIS_WEIGHTS', str(tiny_h5))
+    real, widths = compute.visualize_filters, []
+    monkeypatch.setattr(compute, 'visualize_filters', lambda *a, **k: (widths.append(k['width']), real(*a, **k))[1])
     job = lambda out: json.loads((out / 'job.json').read_text())['job']
     assert _atlas(tmp_path / 'w', '--width', '4') == 0 and job(tmp_path / 'w')['width'] == 4
+    assert widths == [4] * 4  # 2 layers x 2 chunks of 1 filter
     assert _atlas(tmp_path / 'd') == 0 and 'width' not in job(tmp_path / 'd')
     capsys.readouterr()
     assert _atlas(tmp_path / 'd', '--width', '4') == 2
-    err = capsys.readouterr().err
-    assert 'another configuration' in err and 'width' in err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'another configuration' in err and 'differs in: width)' in err
 
 
 def test_second_writer_is_held_off_by_the_lock(tmp_path, tiny_h5, monkeypatch, capsys):

@@ -136,12 +136,15 @@ def test_rescue_flags(tiny_cli, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and '--rescue' in err and 'seed' in err and not (tmp_path / 'r').exists()
 
 
-def test_width_flag(tiny_cli, tmp_path, capsys):
+def test_width_flag(tiny_cli, tmp_path, capsys, monkeypatch):
     """--width 4: the manifest and the job say 4, and --batch-size 8 (two groups of 4 in one call) gives
     the same bytes; the default records 8 in the manifest and nothing in the job (folders begun before the
     flag resume); the same folder without --width is another configuration, one line and exit 2."""
     args = ('--layer', 'block2_conv1', '--filters', '0:3', '--normalize', 'clip')
+    real, widths = cli_filters.visualize_filters, []
+    monkeypatch.setattr(cli_filters, 'visualize_filters', lambda *a, **k: (widths.append(k['width']), real(*a, **k))[1])
     assert run(tmp_path, *args, '--width', '4') == 0
+    assert widths == [4]
     assert run(tmp_path, *args, '--width', '4', '--batch-size', '8', out='b8') == 0
     assert run(tmp_path, *args, out='d') == 0
     m = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
@@ -154,7 +157,7 @@ def test_width_flag(tiny_cli, tmp_path, capsys):
     capsys.readouterr()
     assert run(tmp_path, *args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and 'another configuration' in err and 'width' in err
+    assert len(err.splitlines()) == 1 and 'another configuration' in err and 'differs in: width)' in err
 
 
 def test_compile_cache_folder(monkeypatch, isolated):

@@ -206,6 +206,25 @@ def test_rescue_reruns_the_dead_filters_only(tiny_params):
     assert same.dead.tolist() == first.dead.tolist() and not same.rescued.any()
 
 
+def test_width_reaches_the_step_and_the_rescue_and_no_call_is_wider_than_the_job(tiny_params, monkeypatch):
+    """``width=4``: the first run and the rescue rerun both compile groups of 4 (8 by default); a job of 3
+    filters with ``batch_size=16`` compiles one call of 4 (8 at the default width), not 16."""
+    from jaxvis.visualize import engine
+    p = _dead_filter_params(tiny_params)
+    plain = preset('seed', steps=20)
+    cfg = dataclasses.replace(plain, rescue=dataclasses.replace(plain, redirect_relu_steps=16))
+    seen = []
+    real = engine._compiled.__wrapped__
+    monkeypatch.setattr(engine, '_compiled', lambda *a: (seen.append(a[-2:]), real(*a))[1])
+    for width, batch_size, calls in ((4, None, [(4, 4), (4, 4)]), (None, None, [(8, 8), (8, 8)]),
+                                     (4, 16, [(4, 4), (4, 4)]), (None, 16, [(8, 8), (8, 8)])):
+        seen.clear()
+        got = visualize_filters(p, 'block1_conv1', [1, 0, 2], cfg, model='tiny', size=32, width=width,
+                                batch_size=batch_size)
+        assert got.rescued.tolist() == [False, True, False], width
+        assert seen == calls, (width, batch_size, seen)  # (call width, group) of the first run and the rescue
+
+
 def test_atlas_records_and_pages_say_which_filters_were_rescued(tiny_params, tmp_path):
     """An atlas chunk carries ``rescued``; its record, the index, the layer page and the filter page say so."""
     from jaxvis.atlas.compute import filter_chunk

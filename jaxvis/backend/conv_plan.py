@@ -23,7 +23,7 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
 
     convs: ``((name, side, c_in, c_out), ...)``: each 3x3 'SAME' convolution with its input side in
       pixels and its channels, in forward order.
-    batch: images per compiled call on one device (the engine's fixed width, not the job's size).
+    batch: images per operation on one device (the engine's group width, not the job's size).
     mode: 'direct' (none), 'winograd2'/'winograd4' (every conv), or 'auto': on CPU in float32 the
       measured choice (:func:`jaxvis.backend.tune.best_impl`, which times ``kernel``), or the static rule;
       on other backends or dtypes, none.

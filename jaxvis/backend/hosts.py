@@ -4,8 +4,8 @@ After ``jax.distributed.initialize`` every process runs the same program. The fi
 over all global devices: process ``p`` takes a contiguous block of them, as many per device as any other
 process, and spreads it over its own local devices (:mod:`jaxvis.backend.sharding`). No step waits for a
 peer: since a filter's image depends only on its key, its index and the config, and every operation runs on
-:data:`jaxvis.visualize.engine.WIDTH` images per device, a process's images are the same bytes as a
-single-process run's. Only results cross hosts, once per layer, with :func:`gather_bytes`
+the same group width per device (``width=``, :data:`jaxvis.visualize.engine.WIDTH` by default), a
+process's images are the same bytes as a single-process run's. Only results cross hosts, once per layer, with :func:`gather_bytes`
 (``multihost_utils.process_allgather``).
 
 Why not one global mesh with a step launched on every host at once: nothing in the step needs a peer, so

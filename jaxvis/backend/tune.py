@@ -10,8 +10,9 @@ Results live in an in-memory table keyed by the shape, the batch, the CPU model 
 process measures what it needs once, in memory. ``JAXVIS_TUNE=0`` turns measuring off: then the static
 rule of :mod:`.conv_plan` applies.
 
-A plan depends on the layer's shape and on the machine, never on how many filters are asked for or on
-the device count: the engine always compiles the same per-device batch (``visualize.engine.WIDTH``).
+A plan depends on the layer's shape, the group width and the machine, never on how many filters are asked
+for or on the device count: the engine compiles groups of the same per-device width (``width=``,
+``visualize.engine.WIDTH`` by default).
 """
 from __future__ import annotations
 

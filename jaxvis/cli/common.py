@@ -68,18 +68,22 @@ def _call_model(spec: str) -> Model:
     return out
 
 
+LEGACY_WIDTH = 8  # the width of every job begun before --width existed (their job records none)
+
+
 def add_width_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--width', type=int, default=None,
                         help=f'images per operation on CPU (default {WIDTH}); a filter\'s image depends on it, '
-                             'never on --batch-size. 4 halves a run of 1-4 filters; the same cost per filter '
-                             'on more')
+                             'never on the batch. 4 halves a run of 1-4 filters; the same cost per filter on '
+                             'more. Accelerators ignore it')
 
 
 def width_field(width: int | None) -> dict:
-    """What a job records of ``--width``: nothing for the default (as every job did before the option), so
-    that folders begun before it resume."""
+    """What a job records of ``--width``: nothing for :data:`LEGACY_WIDTH` (8, the width of every job begun
+    before the option, whose job records none: they resume), else ``{'width': w}``. It stays 8 if the
+    engine's default changes, so that an old folder never resumes at another width."""
     w = check_width(width)
-    return {} if w == WIDTH else {'width': w}
+    return {} if w == LEGACY_WIDTH else {'width': w}
 
 
 def add_rescue_arg(parser: argparse.ArgumentParser) -> None:

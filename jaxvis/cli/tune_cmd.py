@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if convs[-1][0] != args.layer:
         raise JaxvisError(f'{args.layer} is not a convolution of {args.model}')
     os.environ['JAXVIS_TUNE'] = '1'
-    tune.clear()  # re-measure everything; the table is written once, at the end
+    tune.clear()
+    tuning.use_disk_cache()  # re-measure these shapes; keep the rest (other widths, sizes, layers)
     print(f'{tune.machine_id()}; batch {args.width} per call, {args.size}x{args.size}; '
           'ms for forward + input gradient (x = speed-up over direct)')
     print('| layer | side | in -> out | ' + ' | '.join(tune.IMPLS) + ' | auto picks |')

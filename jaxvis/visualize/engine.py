@@ -114,10 +114,10 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       key: ``jax.random`` key; None means ``jax.random.key(0)``.
       init: start images, RGB 0..255, ``[H, W, 3]`` (shared) or ``[N, H, W, 3]``; None: the config's start.
       batch_size: filters per device in each compiled call (memory bound), rounded up to a multiple of
-        ``width``; None: ``width`` on CPU, on an accelerator what a quarter of its free memory holds
-        (:func:`jaxvis.backend.memory.accelerator_batch`). On CPU every operation sees groups of exactly
-        ``width`` images per device (short chunks padded): an image is the same bytes whatever the batch
-        or devices.
+        ``width`` (8 on an accelerator), and no more than the job needs; None: ``width`` on CPU, on an
+        accelerator what a quarter of its free memory holds (:func:`jaxvis.backend.memory.accelerator_batch`).
+        On CPU every operation sees groups of exactly ``width`` images per device (short chunks padded):
+        an image is the same bytes whatever the batch or devices.
       snapshot_every: also return the images every k steps (to watch the filters form).
       progress: called with the number of filter-steps just done, after every step (no printing here).
       devices: None or 'all' (every local device) or a list of jax devices: each batch is split over them
@@ -132,7 +132,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
       width: images per operation on CPU (None: :data:`WIDTH`, 8). A filter's image depends on it (the
         rounding of the convolutions does), never on the batch; a job of fewer filters than ``width``
         computes padding, so 4 halves a job of 1-4 filters and costs the same per filter on larger
-        ones (measured on a 2-core AMD EPYC, docs/performance.md). Accelerators: one operation per batch.
+        ones (measured on a 2-core AMD EPYC, docs/performance.md). Accelerators ignore it (one
+        operation per batch).
 
     Returns:
       FilterResult (shapes in its docstring).
@@ -155,9 +156,11 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
     group = w if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
-    per_device = batch_size or (w if group else memory.accelerator_batch(
-        footprint.activation_bytes(model, layer, (size, size), params), w))
-    bs = ceil_div(per_device, w) * w * (1 if mesh is None else mesh.size)
+    unit = (group or WIDTH) * (1 if mesh is None else mesh.size)
+    per_device = batch_size or (group or memory.accelerator_batch(
+        footprint.activation_bytes(model, layer, (size, size), params), WIDTH))
+    bs = ceil_div(per_device * (1 if mesh is None else mesh.size), unit) * unit
+    bs = min(bs, ceil_div(n, unit) * unit)  # no call wider than the job: an image does not depend on it
 
     try:
         compiled = _compiled(model, layer, cfg, mesh, size, bs, group)
