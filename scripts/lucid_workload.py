@@ -49,10 +49,10 @@ def timed(params, layer, filters, cfg, size, key, width=None):
     return r, time.perf_counter() - t
 
 
-def ablation(params, layer, filters, cfg, size, key, label):
+def ablation(params, layer, filters, cfg, size, key, label, width=None):
     """One row: ``cfg`` compiled by a first call, then timed."""
-    visualize_filters(params, layer, filters, cfg, size=size, key=key)  # compile
-    r, s = timed(params, layer, filters, cfg, size, key)
+    timed(params, layer, filters, cfg, size, key, width)  # compile
+    r, s = timed(params, layer, filters, cfg, size, key, width)
     return label, s, activation(params, layer, r.images, filters)
 
 
@@ -79,9 +79,7 @@ def main(argv=None) -> int:
     rows.append(('jaxvis lucid, first call (compile included)', first, act))
     rows.append(('jaxvis lucid, compiled', second, act))
     for w in a.width:
-        timed(params, a.layer, filters, lucid, a.size, key, w)  # compile
-        r2, s = timed(params, a.layer, filters, lucid, a.size, key, w)
-        rows.append((f'jaxvis lucid, compiled, width {w}', s, activation(params, a.layer, r2.images, filters)))
+        rows.append(ablation(params, a.layer, filters, lucid, a.size, key, f'jaxvis lucid, compiled, width {w}', w))
     if a.ablate:
         for label, cfg in (('jaxvis lucid, no transforms', dataclasses.replace(lucid, transform=T.identity())),
                            ('jaxvis lucid, pixel param (no FFT)', dataclasses.replace(lucid, param=P.image(fft=False))),

@@ -10,7 +10,7 @@ from jaxvis.errors import JaxvisError
 from jaxvis.models.vgg import BLOCKS, _convs
 from jaxvis.models.winograd import conv3x3
 from jaxvis.util import check_int
-from jaxvis.visualize.engine import WIDTH
+from jaxvis.visualize.engine import WIDTH, check_width
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--model', default='vgg16', choices=('vgg16', 'vgg19'), help='VGG to tune (default vgg16)')
     p.add_argument('--size', type=int, default=128, help='image side in pixels (default 128)')
     p.add_argument('--layer', default='block5_conv1', help='deepest layer (default block5_conv1)')
-    p.add_argument('--width', type=int, default=WIDTH,
+    p.add_argument('--width', type=int, default=None,
                    help=f'images per operation, as filters/atlas --width (default {WIDTH})')
     p.set_defaults(run=run)
     return p
@@ -30,14 +30,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     check_int('size', args.size, low=1)
-    check_int('width', args.width, low=1)
+    width = check_width(args.width)
     convs = _convs(BLOCKS[args.model], args.size, args.layer)
     if convs[-1][0] != args.layer:
         raise JaxvisError(f'{args.layer} is not a convolution of {args.model}')
     os.environ['JAXVIS_TUNE'] = '1'
     tune.clear()
     tuning.use_disk_cache()  # re-measure these shapes; keep the rest (other widths, sizes, layers)
-    print(f'{tune.machine_id()}; batch {args.width} per call, {args.size}x{args.size}; '
+    print(f'{tune.machine_id()}; batch {width} per call, {args.size}x{args.size}; '
           'ms for forward + input gradient (x = speed-up over direct)')
     print('| layer | side | in -> out | ' + ' | '.join(tune.IMPLS) + ' | auto picks |')
     print('|---' * (len(tune.IMPLS) + 4) + '|')
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if c_in < tune.MIN_CHANNELS:
             print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in tune.IMPLS) + ' | direct |')
             continue
-        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, args.width))
+        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, width))
         cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
         print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
     saved = tuning.save()

@@ -156,10 +156,11 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
     group = w if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
-    unit = (group or WIDTH) * (1 if mesh is None else mesh.size)
+    n_devices = 1 if mesh is None else mesh.size
+    unit = (group or WIDTH) * n_devices
     per_device = batch_size or (group or memory.accelerator_batch(
         footprint.activation_bytes(model, layer, (size, size), params), WIDTH))
-    bs = ceil_div(per_device * (1 if mesh is None else mesh.size), unit) * unit
+    bs = ceil_div(per_device * n_devices, unit) * unit
     bs = min(bs, ceil_div(n, unit) * unit)  # no call wider than the job: an image does not depend on it
 
     try:
