@@ -3,7 +3,8 @@
 
 For each distinct conv shape up to block5_conv1 at 128x128 (spatial side, channels in -> out), times
 ``f(x, w)`` and the gradient with respect to ``x`` (what the filter step needs), median of ``--repeats``
-after a warm-up, for:
+after a warm-up, the kernel prepared once beforehand as the engine does
+(:func:`jaxvis.models.winograd.prepare`), for:
 
   xla        ``lax.conv`` compiled with XLA's default options (jaxlib 0.10: YNNPACK convolutions)
   direct     ``lax.conv`` with jaxvis's CPU options (:func:`jaxvis.backend.xla.compiler_options`: Eigen)
@@ -38,7 +39,7 @@ import numpy as np
 from jaxvis.backend import conv_plan, tune, xla
 from jaxvis.models import VGG16_BLOCKS, layer_table
 from jaxvis.models.vgg import _convs
-from jaxvis.models.winograd import conv3x3
+from jaxvis.models.winograd import conv3x3_prepared, prepare
 
 IMPLS = ('xla', 'direct', 'winograd2', 'winograd4')
 
@@ -62,15 +63,16 @@ def time_impl(impl: str, x, w, repeats: int) -> float:
     opts = None if impl == 'xla' else xla.compiler_options()
     conv = 'direct' if impl == 'xla' else impl
     ct = jnp.ones(x.shape[:-1] + (w.shape[-1],), x.dtype)
-    f = jax.jit(lambda x, w: conv3x3(x, w, conv), compiler_options=opts)
-    g = jax.jit(lambda x, w: jax.vjp(lambda a: conv3x3(a, w, conv), x)[1](ct)[0], compiler_options=opts)
+    k = prepare(w, conv)  # as the engine does, once per job (Winograd: the kernel's transforms)
+    f = jax.jit(lambda x, k: conv3x3_prepared(x, k, conv), compiler_options=opts)
+    g = jax.jit(lambda x, k: jax.vjp(lambda a: conv3x3_prepared(a, k, conv), x)[1](ct)[0], compiler_options=opts)
     total = 0.0
     for fn in (f, g):
-        jax.block_until_ready(fn(x, w))
+        jax.block_until_ready(fn(x, k))
         runs = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            jax.block_until_ready(fn(x, w))
+            jax.block_until_ready(fn(x, k))
             runs.append(time.perf_counter() - t0)
         total += statistics.median(runs)
     return total

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxvis.backend import conv_plan as plan_mod
@@ -11,7 +14,7 @@ from jaxvis.backend import tune
 from jaxvis.cli import main
 from jaxvis.edge import tuning
 from jaxvis.models.vgg import VGG16_BLOCKS, _convs
-from jaxvis.models.winograd import conv3x3
+from jaxvis.models.winograd import KERNEL, conv3x3, conv3x3_direct
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +48,23 @@ def timings_for(direct, w2, w4):
 def test_time_impl_runs_the_kernel_and_takes_the_median():
     k = tune.Key(side=4, c_in=64, c_out=8, batch=1)
     assert tune.time_impl(conv3x3, 'winograd2', k, fake_timer([0.3, 0.1, 0.2])) == pytest.approx(0.2)
+
+
+def test_the_timed_step_keeps_the_forward_and_prepares_outside():
+    """What is timed is the step's work, forward and input gradient; the kernel is prepared before."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((2, 6, 6, 5)), jnp.float32)
+    want_y, pull = jax.vjp(lambda a: conv3x3_direct(a, w), x)
+    for impl in tune.IMPLS:
+        y, dx = tune.timed_step(KERNEL, impl)(x, KERNEL.prepare(w, impl), ct)
+        np.testing.assert_allclose(y, want_y, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(dx, pull(ct)[0], rtol=1e-4, atol=1e-3)
+    seen = []
+    kern = tune.Kernel(cheap, lambda w, impl: seen.append(impl) or w * 2)
+    tune.time_impl(kern, 'winograd4', tune.Key(side=4, c_in=64, c_out=8, batch=1), fake_timer([0.1] * 3))
+    assert seen == ['winograd4']  # prepared once, before the timed runs
 
 
 def test_measured_choice_with_margin_and_cache():
@@ -96,6 +116,10 @@ def test_table_kept_on_disk_per_machine(monkeypatch):
     monkeypatch.setattr(tune, 'machine_id', lambda: 'another CPU | 2 cpus | jax 0')
     assert not tuning.use_disk_cache()  # another machine's table is not taken
     assert tune.table()['timings'] == {}
+    monkeypatch.setattr(tune, 'machine_id', lambda: data['machine'])
+    old = dict(data, form=1)  # timings of another form (the input gradient alone) are not taken either
+    assert not tune.load(old) and not tune.load({k: v for k, v in data.items() if k != 'form'})
+    assert tune.load(data) and tune.table()['timings']
 
 
 def test_tune_command_prints_and_keeps_the_table(monkeypatch, capsys):

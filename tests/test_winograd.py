@@ -8,8 +8,9 @@ from jaxvis.backend import conv_plan as tuning_plan
 from jaxvis.backend import xla as tuning
 from jaxvis.errors import JaxvisError
 from jaxvis.models import VGG16_BLOCKS, TinyVGG, get_model
-from jaxvis.models.vgg import _convs
-from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_winograd
+from jaxvis.models import vgg
+from jaxvis.models.vgg import _convs, prepare_params
+from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_prepared, conv3x3_winograd, prepare
 from jaxvis.visualize import preset, visualize_filters
 
 # Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
@@ -80,6 +81,60 @@ def test_jit_and_vmap_equal_eager(m):
     assert rel_err(jax.jit(conv3x3_winograd, static_argnums=2)(x, w, m), eager) < TOL[m] / 10
     per_image = jax.vmap(lambda xi: conv3x3_winograd(xi[None], w, m)[0])(x)
     assert rel_err(per_image, eager) < TOL[m] / 10
+
+
+@pytest.mark.parametrize('m', [2, 4])
+def test_prepared_kernel_same_convolution_and_gradients(m):
+    """The kernel transformed once (prepare) computes the same convolution; the gradient with respect to
+    the image, and with respect to the kernel through ``prepare``, match the direct convolution's."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((2, 7, 9, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 5, 6)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((2, 7, 9, 6)), jnp.float32)
+    impl = f'winograd{m}'
+    u, ub = prepare(w, impl)
+    assert u.shape == (m + 2, m + 2, 5, 6) and ub.shape == (m + 2, m + 2, 6, 5)
+    assert rel_err(conv3x3_prepared(x, (u, ub), impl), numpy_conv(np.asarray(x), np.asarray(w))) < TOL[m]
+    np.testing.assert_allclose(conv3x3_prepared(x, (u, ub), impl), conv3x3_winograd(x, w, m), rtol=1e-5, atol=1e-5)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(conv(x, w) * ct)
+
+    gx, gw = jax.grad(loss(lambda x, w: conv3x3_prepared(x, prepare(w, impl), impl)), argnums=(0, 1))(x, w)
+    rx, rw = jax.grad(loss(conv3x3_direct), argnums=(0, 1))(x, w)
+    assert rel_err(gx, np.asarray(rx, np.float64)) < TOL[m]
+    assert rel_err(gw, np.asarray(rw, np.float64)) < TOL[m]
+    assert prepare(w, 'direct') is w
+    np.testing.assert_array_equal(conv3x3_prepared(x, w, 'direct'), conv3x3_direct(x, w))
+
+
+def test_prepared_params_same_activations():
+    """A Winograd VGG's ``prepare`` replaces its Winograd kernels by their transforms, nothing else; the
+    module computes the same activations from either form."""
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3)) * 50
+    params = TinyVGG('block2_conv1').init(jax.random.key(1), x)['params']
+    plan = (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd4'))
+    prepared = prepare_params(plan)(params)
+    assert set(prepared['block1_conv2']) == {'u', 'ub', 'bias'} and prepared['block2_conv1']['u'].shape[:2] == (6, 6)
+    assert prepared['block1_conv1'] is params['block1_conv1']
+    tuned = TinyVGG('block2_conv1', conv=plan)
+    a = jax.jit(tuned.apply)({'params': params}, x)['block2_conv1']
+    b = jax.jit(tuned.apply)({'params': prepared}, x)['block2_conv1']
+    assert rel_err(b, np.asarray(a, np.float64)) < 1e-5
+
+
+def test_engine_prepares_the_kernels_once(tiny_params, monkeypatch):
+    """The step gets the prepared params: the kernels are transformed outside it, once per Winograd
+    layer, and the step's convolutions run on the transforms."""
+    calls = []
+    monkeypatch.setattr(vgg, 'prepare', lambda w, impl: calls.append('prepare') or prepare(w, impl))
+    monkeypatch.setattr(vgg, 'conv3x3', lambda *a: calls.append('raw') or conv3x3(*a))
+    monkeypatch.setattr(vgg, 'conv3x3_prepared', lambda *a: calls.append('prepared') or conv3x3_prepared(*a))
+    model = get_model('tiny', conv='winograd2')
+    visualize_filters(tiny_params, 'block1_conv2', [0, 1], preset('seed', steps=3), model=model, size=20,
+                      key=jax.random.key(0))
+    assert calls.count('prepare') == 2 and 'raw' not in calls  # block1_conv1, block1_conv2
+    assert calls.count('prepared') >= 2
 
 
 def test_conv3x3_dispatch_rejects_unknown():

@@ -2,7 +2,8 @@
 
 For each 3x3 convolution shape ``(side, c_in, c_out)`` at the engine's batch, :func:`best_impl` times a
 direct convolution, Winograd F(2x2, 3x3) and F(4x4, 3x3) (forward plus input gradient, the work of one
-ascent step, compiled with :func:`jaxvis.backend.xla.compiler_options`) and keeps the fastest; Winograd
+ascent step, compiled with :func:`jaxvis.backend.xla.compiler_options`; the kernel prepared outside the
+timed step, as the engine does once per job) and keeps the fastest; Winograd
 must win by :data:`MARGIN` to be chosen (a direct convolution is XLA's own, and rounds as it does).
 Results live in an in-memory table keyed by the shape, the batch, the CPU model and the jax version;
 :func:`table` / :func:`load` and a ``keep`` callback (:func:`keep_with`) let the edge keep it on disk
@@ -34,6 +35,10 @@ MIN_CHANNELS = 64    # below this many input channels the transforms always lose
 REPEATS = 3
 
 
+FORM = 2             # what a timing covers; 2: forward and input gradient, the kernel prepared outside the
+                     # step (1: the input gradient alone, the kernel's transforms in it)
+
+
 class Key(NamedTuple):
     side: int
     c_in: int
@@ -57,13 +62,14 @@ _KEEP: list[Callable[[dict], None]] = []    # called with table() after every ne
 
 
 def table() -> dict:
-    """``{'machine': machine_id(), 'timings': {key: {impl: seconds}}}`` (for keeping on disk)."""
-    return {'machine': machine_id(), 'timings': {k: dict(v) for k, v in _TABLE.items()}}
+    """``{'machine': machine_id(), 'form': FORM, 'timings': {key: {impl: seconds}}}`` (for keeping on disk)."""
+    return {'machine': machine_id(), 'form': FORM, 'timings': {k: dict(v) for k, v in _TABLE.items()}}
 
 
 def load(data: dict) -> bool:
-    """Take timings measured earlier, if they are this machine's; returns whether they were taken."""
-    if not isinstance(data, dict) or data.get('machine') != machine_id():
+    """Take timings measured earlier, if they are this machine's and of this :data:`FORM`; returns whether
+    they were taken."""
+    if not isinstance(data, dict) or data.get('machine') != machine_id() or data.get('form') != FORM:
         return False
     for k, v in (data.get('timings') or {}).items():
         if isinstance(v, dict) and set(v) <= set(IMPLS):
@@ -92,17 +98,46 @@ def _key(k: Key) -> str:
     return f'{k.side},{k.c_in},{k.c_out},{k.batch}'
 
 
-Conv = Callable[[jax.Array, jax.Array, str], jax.Array]  # (x [N,H,W,C], w [3,3,C,K], impl) -> [N,H,W,K]
+def _as_is(w, impl):
+    return w
+
+
+class Kernel(NamedTuple):
+    """What is timed: ``conv(x [N,H,W,C], k, impl) -> [N,H,W,K]`` with ``k = prepare(w [3,3,C,K], impl)``,
+    prepared outside the timed step (once per job in the engine)."""
+    conv: Callable
+    prepare: Callable = _as_is
+
+
+Conv = Kernel | Callable  # a Kernel, or a plain ``conv(x, w, impl)`` (the kernel used as it is)
+
+
+def as_kernel(conv: Conv) -> Kernel:
+    return conv if isinstance(conv, Kernel) else Kernel(conv)
+
+
+def timed_step(conv: Conv, impl: str) -> Callable:
+    """The jitted work timed: ``(x [N,H,W,C], k, ct [N,H,W,K]) -> (y, dx)``, the convolution and its
+    input gradient for the cotangent ``ct``. Both are returned: the input gradient of a linear map
+    needs no forward, so XLA would drop the forward from a step that returned only ``dx``."""
+    kern = as_kernel(conv)
+
+    def fwd_and_grad(x, k, ct):
+        y, pull = jax.vjp(lambda a: kern.conv(a, k, impl), x)
+        return y, pull(ct)[0]
+    return jax.jit(fwd_and_grad, compiler_options=compiler_options())
 
 
 def time_impl(conv: Conv, impl: str, k: Key, timer: Callable[[], float] = time.perf_counter) -> float:
-    """Median seconds of one forward + input-gradient of a ``k`` convolution ``conv(x, w, impl)``."""
+    """Median seconds of one forward + input-gradient of a ``k`` convolution (:func:`timed_step`), its
+    kernel prepared before the clock starts."""
+    kern = as_kernel(conv)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((k.batch, k.side, k.side, k.c_in)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((3, 3, k.c_in, k.c_out)) * 0.05, jnp.float32)
+    w = jax.block_until_ready(kern.prepare(
+        jnp.asarray(rng.standard_normal((3, 3, k.c_in, k.c_out)) * 0.05, jnp.float32), impl))
     ct = jnp.ones((k.batch, k.side, k.side, k.c_out), jnp.float32)
-    step = jax.jit(lambda x, w, ct: jax.vjp(lambda a: conv(a, w, impl), x)[1](ct)[0],
-                   compiler_options=compiler_options())
+    step = timed_step(kern, impl)
     jax.block_until_ready(step(x, w, ct))
     runs = []
     for _ in range(REPEATS):

@@ -8,7 +8,7 @@ from jaxvis.backend import tune
 from jaxvis.edge import tuning
 from jaxvis.errors import JaxvisError
 from jaxvis.models.vgg import BLOCKS, _convs
-from jaxvis.models.winograd import conv3x3
+from jaxvis.models.winograd import KERNEL
 from jaxvis.util import check_int
 from jaxvis.visualize.engine import WIDTH, check_width
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if c_in < tune.MIN_CHANNELS:
             print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in tune.IMPLS) + ' | direct |')
             continue
-        t = tune.measure(conv3x3, tune.Key(side, c_in, c_out, width))
+        t = tune.measure(KERNEL, tune.Key(side, c_in, c_out, width))
         cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
         print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
     saved = tuning.save()

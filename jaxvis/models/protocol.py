@@ -15,6 +15,9 @@ Optional hooks let a model do more, without the engine knowing what:
 * ``kinds``: ``{layer: kind}`` ('conv', 'pool', ...): ``--layer all`` takes the 'conv' ones;
 * ``specialize(size=, batch=, dtype=) -> Model``: a variant tuned for that input (VGG picks Winograd
   convolutions on CPU), with the same params and the same activations up to rounding;
+* ``prepare(params) -> params``: the params in the form the model's ``features`` runs fastest on (a
+  Winograd variant: its kernels transformed), computed once per job outside the step; ``features``
+  takes the plain params as well;
 * ``prune(params, upto) -> params``: the params that layers up to ``upto`` need (checked);
 * ``load(path) -> params``: reads the model's weights file (default: a Keras ``.h5``, for VGG).
 """
@@ -43,6 +46,7 @@ class Model:
     kinds: Mapping[str, str] | None = None
     specialize: Callable[..., 'Model'] | None = None
     prune: Callable[[Any, str], Any] | None = None
+    prepare: Callable[[Any], Any] | None = None
     load: Callable[[str], Any] | None = None
     probe_size: int = 224
     cache: dict = dataclasses.field(default_factory=dict, repr=False)

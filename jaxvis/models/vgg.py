@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxvis.backend.conv_plan import CONV_MODES, conv_plan
 from jaxvis.errors import JaxvisError
 from jaxvis.models.protocol import Model
-from jaxvis.models.winograd import conv3x3
+from jaxvis.models.winograd import KERNEL, conv3x3, conv3x3_prepared, prepare
 
 # Keras `vgg16.preprocess_input` ('caffe' mode): RGB -> BGR, minus the ImageNet BGR mean, no scaling.
 BGR_MEAN = (103.939, 116.779, 123.68)
@@ -71,17 +71,25 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 class Conv3x3(nn.Module):
     """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
     ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl`` in the
-    input's dtype."""
+    input's dtype. Params ``{'u', 'ub', 'bias'}`` in place of the kernel (:func:`prepare_params`) run
+    :func:`jaxvis.models.winograd.conv3x3_prepared` on them."""
 
     features: int
     impl: str = 'direct'
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features),
-                            jnp.float32)
-        bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return conv3x3(x, kernel.astype(x.dtype), self.impl) + bias.astype(x.dtype)
+        c, k = x.shape[-1], self.features
+        if self.has_variable('params', 'u'):
+            t = int(self.impl[-1]) + 2
+            u = self.param('u', nn.initializers.zeros_init(), (t, t, c, k), jnp.float32)
+            ub = self.param('ub', nn.initializers.zeros_init(), (t, t, k, c), jnp.float32)
+            y = conv3x3_prepared(x, (u, ub), self.impl)
+        else:
+            kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, c, k), jnp.float32)
+            y = conv3x3(x, kernel.astype(x.dtype), self.impl)
+        bias = self.param('bias', nn.initializers.zeros_init(), (k,), jnp.float32)
+        return y + bias.astype(x.dtype)
 
 
 class VGG(nn.Module):
@@ -164,6 +172,22 @@ def _features(blocks, plan):
     return features
 
 
+def prepare_params(plan):
+    """``fn(params) -> params`` with each Winograd layer of ``plan`` (``((layer, impl), ...)``) holding
+    ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`) in place of ``{'kernel', 'bias'}``:
+    the same activations as the plain params, without the kernel transforms in every step."""
+    impls = {name: impl for name, impl in plan if impl != 'direct'}
+
+    def prepared(params):
+        out = dict(params)
+        for name, impl in impls.items():
+            if name in out and 'kernel' in out[name]:
+                u, ub = prepare(out[name]['kernel'], impl)
+                out[name] = {'u': u, 'ub': ub, 'bias': out[name]['bias']}
+        return out
+    return prepared
+
+
 def _prune(blocks):
     names = [row[0] for row in layer_table(blocks)]
     convs = {row[0] for row in layer_table(blocks) if row[1] == 'conv'}
@@ -184,7 +208,8 @@ def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
 
     ``conv`` picks the convolution algorithms on CPU (:func:`jaxvis.backend.conv_plan.conv_plan`):
     'auto' runs the deeper convolutions as Winograd where measured faster, 'direct' never,
-    'winograd2' / 'winograd4' always. The same params serve every variant.
+    'winograd2' / 'winograd4' always. The same params serve every variant (a Winograd variant's
+    ``prepare`` transforms its kernels once, for a faster step).
     """
     if conv not in CONV_MODES:
         raise JaxvisError(f'conv must be one of {", ".join(CONV_MODES)}; got {conv!r}')
@@ -193,12 +218,12 @@ def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
     variants: dict = {}
 
     def specialize(*, size: int, batch: int, dtype: str = 'float32', upto: str | None = None) -> Model:
-        plan = conv_plan(_convs(blocks, size, upto), batch, conv, dtype, kernel=conv3x3)
+        plan = conv_plan(_convs(blocks, size, upto), batch, conv, dtype, kernel=KERNEL)
         if not plan:
             return base
         if plan not in variants:
             variants[plan] = Model(name, _features(blocks, plan), preprocess, deprocess, init=base.init,
-                                   kinds=kinds, prune=base.prune)
+                                   kinds=kinds, prune=base.prune, prepare=prepare_params(plan))
         return variants[plan]
 
     def init(key):

@@ -8,6 +8,10 @@ results are transformed back. The input gradient is the same convolution with th
 its channel axes swapped, so it runs through the same Winograd code (a ``custom_vjp``); the kernel
 gradient goes through ``lax`` (and is dropped by XLA when nobody asks for it).
 
+The kernel's transforms cost as much as the products on the deep layers at a batch of 8 (a 512 -> 512
+kernel: 16 or 36 transformed ``[512, 512]`` matrices, twice); in an ascent the kernel never changes, so
+:func:`prepare` transforms it once and :func:`conv3x3_prepared` takes the result.
+
 Rounding differs from a direct convolution: relative to the output's largest value, about 2e-6
 (F2) and 2e-5 (F4) in float32 (tests/test_winograd.py). Where it is faster is measured, not assumed:
 see :func:`jaxvis.tuning.conv_plan` and docs/performance.md.
@@ -19,6 +23,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxvis.backend.tune import Kernel
 
 # (B^T, G, A^T) for F(m x m, 3 x 3): tile t = m + 2; B^T [t, t], G [t, 3], A^T [m, t].
 _F2 = (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
@@ -53,17 +59,27 @@ def _product(d: jax.Array, u: jax.Array) -> jax.Array:
     return jnp.einsum('nhwc,ck->nhwk', d, u)
 
 
+def kernel_transform(w: jax.Array, m: int) -> jax.Array:
+    """``G w G^T`` per channel pair: w ``[3, 3, C, K]`` -> ``[m + 2, m + 2, C, K]`` float32."""
+    g = TRANSFORMS[m][1]
+    return jnp.einsum('ai,ijck,bj->abck', g, w.astype(jnp.float32), g)
+
+
 def _winograd(x: jax.Array, w: jax.Array, m: int, product=_product) -> jax.Array:
     """The forward pass: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]`` (any H, W >= 1).
     ``product`` computes each of the ``(m + 2)^2`` products (scripts/bf16_matmul.py passes a bf16 one)."""
-    bt, g, at = TRANSFORMS[m]
+    return _tiles(x, kernel_transform(w, m).astype(x.dtype), m, product)
+
+
+def _tiles(x: jax.Array, u: jax.Array, m: int, product=_product) -> jax.Array:
+    """The forward pass with the kernel transformed: x ``[N, H, W, C]``, u ``[m + 2, m + 2, C, K]``."""
+    bt, _, at = TRANSFORMS[m]
     t = m + 2
     n, h, wd, _ = x.shape
     ht, wt = -(-h // m), -(-wd // m)
     # Zero rows/columns past the image change nothing: 'SAME' pads with zeros there anyway.
     xp = jnp.pad(x, ((0, 0), (1, 1 + ht * m - h), (1, 1 + wt * m - wd), (0, 0)))
     d = [[xp[:, i:i + m * ht:m, j:j + m * wt:m] for j in range(t)] for i in range(t)]  # [N, ht, wt, C]
-    u = jnp.einsum('ai,ijck,bj->abck', g, w.astype(jnp.float32), g).astype(x.dtype)  # [t, t, C, K]
     prod = {}
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
@@ -90,7 +106,7 @@ def _fwd(x, w, m):
 
 def _bwd(m, res, g):
     x, w = res
-    dx = _winograd(g, jnp.flip(w, (0, 1)).swapaxes(2, 3), m)
+    dx = _winograd(g, _flipped(w), m)
     dw = jax.vjp(lambda k: conv3x3_direct(x, k), w)[1](g)[0]
     return dx, dw
 
@@ -98,10 +114,57 @@ def _bwd(m, res, g):
 conv3x3_winograd.defvjp(_fwd, _bwd)
 
 
+def _flipped(w: jax.Array) -> jax.Array:
+    """The kernel of the input gradient: w ``[3, 3, C, K]`` -> ``[3, 3, K, C]``."""
+    return jnp.flip(w, (0, 1)).swapaxes(2, 3)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _winograd_prepared(x: jax.Array, u: jax.Array, ub: jax.Array, m: int) -> jax.Array:
+    return _tiles(x, u, m)
+
+
+def _prepared_fwd(x, u, ub, m):
+    return _tiles(x, u, m), (x, u, ub)
+
+
+def _prepared_bwd(m, res, g):
+    x, u, ub = res
+    du = jax.vjp(lambda v: _tiles(x, v, m), u)[1](g)[0]
+    return _tiles(g, ub, m), du, jnp.zeros_like(ub)   # the output does not depend on ub
+
+
+_winograd_prepared.defvjp(_prepared_fwd, _prepared_bwd)
+
+
+def _impl(impl: str) -> int:
+    """0 for 'direct', m for 'winograd<m>'."""
+    if impl == 'direct':
+        return 0
+    if impl in ('winograd2', 'winograd4'):
+        return int(impl[-1])
+    raise ValueError(f"conv impl must be 'direct', 'winograd2' or 'winograd4', got {impl!r}")
+
+
+def prepare(w: jax.Array, impl: str):
+    """The kernel in the form :func:`conv3x3_prepared` takes for ``impl``: w ``[3, 3, C, K]`` itself for
+    'direct'; for Winograd F(m) the pair ``(u [m+2, m+2, C, K], ub [m+2, m+2, K, C])``, the transformed
+    kernel and the transformed kernel of the input gradient, float32."""
+    m = _impl(impl)
+    return w if not m else (kernel_transform(w, m), kernel_transform(_flipped(w), m))
+
+
+def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
+    """:func:`conv3x3` with the kernel ``k = prepare(w, impl)``: x ``[N, H, W, C]`` -> ``[N, H, W, K]``.
+    Differentiable in x and in ``k`` (the transformed kernel's gradient; none reaches ``ub``)."""
+    m = _impl(impl)
+    return conv3x3_direct(x, k) if not m else _winograd_prepared(x, k[0].astype(x.dtype), k[1].astype(x.dtype), m)
+
+
 def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
     """A 3x3 'SAME' convolution by ``impl``: 'direct' (``lax``), 'winograd2' or 'winograd4'."""
-    if impl == 'direct':
-        return conv3x3_direct(x, w)
-    if impl in ('winograd2', 'winograd4'):
-        return conv3x3_winograd(x, w, int(impl[-1]))
-    raise ValueError(f"conv impl must be 'direct', 'winograd2' or 'winograd4', got {impl!r}")
+    m = _impl(impl)
+    return conv3x3_direct(x, w) if not m else conv3x3_winograd(x, w, m)
+
+
+KERNEL = Kernel(conv3x3_prepared, prepare)  # what the convolution plan times (jaxvis.backend.tune)

@@ -25,7 +25,7 @@ from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.presets import preset
 from jaxvis.visualize.result import FilterResult, empty_result, with_rescue
 from jaxvis.visualize.start import filter_keys, from_model_input, start_images, start_point, to_model_input
-from jaxvis.visualize.step import batched, make_score, make_step
+from jaxvis.visualize.step import batched, make_score, make_step, specialized
 
 WIDTH = 8  # images per operation on CPU by default, whatever the job: XLA:CPU's convolutions and matmuls
 # round by the batch *shape* (Eigen picks its blocking from it), never by the batch mates' values, so a
@@ -153,7 +153,6 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     if not len(idx):  # more processes than filters: nothing here
         return empty_result(cfg, size, snapshot_steps(cfg.steps, snapshot_every))
     mesh = sharding.filter_mesh(devices)
-    p = sharding.replicate(params_up_to(model, params, layer), mesh)
     n = len(idx)
     group = w if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
     n_devices = 1 if mesh is None else mesh.size
@@ -167,7 +166,9 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         compiled = _compiled(model, layer, cfg, mesh, size, bs, group)
     except TypeError:  # a config holding an unhashable piece: compiled afresh each call
         compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, group)
-    step, score, make_init, opt_init, to_x, from_x = compiled
+    step, score, make_init, opt_init, to_x, from_x, prepare = compiled
+    plain = params_up_to(model, params, layer)
+    p, p_step = sharding.replicate(plain, mesh), sharding.replicate(prepare(plain), mesh)
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
     def begin(pos, x=None):
@@ -181,7 +182,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
         return x, opt_init(x), f, keys
 
-    out = schedule.run(begin, lambda *a: step(p, *a), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
+    out = schedule.run(begin, lambda *a: step(p_step, *a), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
                        snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
     alpha = None if cfg.param.accumulate is None else out.x[..., 3].astype(np.float32)
@@ -210,10 +211,12 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
 
 @functools.lru_cache(maxsize=16)
 def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int, width: int | None):
-    """The jitted step, scorer, start maker, optimizer init and input maps for one configuration,
-    reused by every call with an equal one (configs from presets compare equal)."""
+    """The jitted step, scorer, start maker, optimizer init, input maps and the step's params' ``prepare``
+    for one configuration, reused by every call with an equal one (configs from presets compare equal)."""
     objective = cfg.objective(layer)
     step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs), mesh, width)
+    model_k = specialized(model, layer, cfg, size, width or bs)
+    prepare = (lambda p: p) if model_k.prepare is None else jax.jit(model_k.prepare)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))
@@ -224,7 +227,7 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     if cfg.param.accumulate is not None:  # the accumulated image gradient rides along as a 4th channel
         to_input = to_model_input(model, cfg)
         to_x = jax.jit(jax.vmap(lambda q: jnp.concatenate([to_input(q), jnp.sum(q.alpha, -1, keepdims=True)], -1)))
-    return step, score, make_init, opt_init, to_x, from_x
+    return step, score, make_init, opt_init, to_x, from_x, prepare
 
 
 def snapshot_steps(steps: int, every: int | None) -> set[int]:

@@ -21,24 +21,29 @@ from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.start import image_input, restart_point
 
 
+def specialized(model: Model, layer: str, cfg: FilterConfig, size: int | None, batch: int) -> Model:
+    """The model the step runs: ``model.specialize(size=, batch=, dtype=, upto=layer)`` when there is a
+    ``size`` and the model has that hook, else ``model``. Its ``prepare`` (if any) gives the step's params."""
+    if size is not None and model.specialize is not None:
+        return model.specialize(size=size, batch=batch, dtype=cfg.dtype, upto=layer)
+    return model
+
+
 def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, size: int | None = None,
               batch: int = 1, group: bool = False) -> Callable:
     """The pure step (not jitted).
 
     Args:
       model: the network; with ``size``, ``model.specialize(size=, batch=, dtype=, upto=layer)`` picks
-        its kernels for that input (VGG's Winograd plan), ``batch`` being the images per device per call.
+        its kernels for that input (VGG's Winograd plan), ``batch`` being the images per device per call
+        (:func:`specialized`); the step's ``params`` may be that model's ``prepare(params)``.
       objective: an Objective (default ``cfg.objective(layer)``).
       group: ``p`` and ``key`` have a leading axis of images that the objective sees together;
         otherwise ``p`` is one image (``[H, W, 3]`` pixels or the param's pytree) and ``key`` its key.
 
     In the step, ``f`` is the filter (an int array), ``t`` the 0-based step (an int32 scalar).
     """
-    if size is not None and model.specialize is not None:
-        model_k = model.specialize(size=size, batch=batch, dtype=cfg.dtype, upto=layer)
-    else:
-        model_k = model
-    fwd = forward(model_k, layer, dtype=cfg.dtype, redirect=cfg.redirect)
+    fwd = forward(specialized(model, layer, cfg, size, batch), layer, dtype=cfg.dtype, redirect=cfg.redirect)
     objective = objective or cfg.objective(layer)
     model_input = image_input(model, cfg)
     reg = None if cfg.regularizer is R.identity() else cfg.regularizer
