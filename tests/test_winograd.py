@@ -11,7 +11,7 @@ from jaxvis.models import VGG16_BLOCKS, TinyVGG, get_model
 from jaxvis.models import vgg
 from jaxvis.models.vgg import _convs, prepare_params
 from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_prepared, conv3x3_winograd, prepare
-from jaxvis.visualize import preset, visualize_filters
+from jaxvis.visualize import engine, preset, visualize_filters
 
 # Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
 TOL = {2: 1e-5, 4: 1e-4}
@@ -126,6 +126,7 @@ def test_prepared_params_same_activations():
 def test_engine_prepares_the_kernels_once(tiny_params, monkeypatch):
     """The step gets the prepared params: the kernels are transformed outside it, once per Winograd
     layer, and the step's convolutions run on the transforms."""
+    engine._compiled.cache_clear()  # an equal configuration compiled earlier would not trace again
     calls = []
     monkeypatch.setattr(vgg, 'prepare', lambda w, impl: calls.append('prepare') or prepare(w, impl))
     monkeypatch.setattr(vgg, 'conv3x3', lambda *a: calls.append('raw') or conv3x3(*a))

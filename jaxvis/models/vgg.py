@@ -175,7 +175,8 @@ def _features(blocks, plan):
 def prepare_params(plan):
     """``fn(params) -> params`` with each Winograd layer of ``plan`` (``((layer, impl), ...)``) holding
     ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`) in place of ``{'kernel', 'bias'}``:
-    the same activations as the plain params, without the kernel transforms in every step."""
+    the same activations as the plain params up to rounding (the transforms are computed apart from the
+    step), without the kernel transforms in every step."""
     impls = {name: impl for name, impl in plan if impl != 'direct'}
 
     def prepared(params):

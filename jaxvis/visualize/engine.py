@@ -168,7 +168,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, group)
     step, score, make_init, opt_init, to_x, from_x, prepare = compiled
     plain = params_up_to(model, params, layer)
-    p, p_step = sharding.replicate(plain, mesh), sharding.replicate(prepare(plain), mesh)
+    p = sharding.replicate(plain, mesh)
+    p_step = p if prepare is None else sharding.replicate(prepare(plain), mesh)  # one copy unless prepared
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
     def begin(pos, x=None):
@@ -214,9 +215,9 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     """The jitted step, scorer, start maker, optimizer init, input maps and the step's params' ``prepare``
     for one configuration, reused by every call with an equal one (configs from presets compare equal)."""
     objective = cfg.objective(layer)
-    step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs), mesh, width)
-    model_k = specialized(model, layer, cfg, size, width or bs)
-    prepare = (lambda p: p) if model_k.prepare is None else jax.jit(model_k.prepare)
+    model_k = specialized(model, layer, cfg, size, width or bs)  # one plan for the step and its params
+    step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
+    prepare = None if model_k.prepare is None else jax.jit(model_k.prepare)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))

@@ -30,20 +30,21 @@ def specialized(model: Model, layer: str, cfg: FilterConfig, size: int | None, b
 
 
 def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, size: int | None = None,
-              batch: int = 1, group: bool = False) -> Callable:
+              batch: int = 1, group: bool = False, runs: Model | None = None) -> Callable:
     """The pure step (not jitted).
 
     Args:
       model: the network; with ``size``, ``model.specialize(size=, batch=, dtype=, upto=layer)`` picks
         its kernels for that input (VGG's Winograd plan), ``batch`` being the images per device per call
-        (:func:`specialized`); the step's ``params`` may be that model's ``prepare(params)``.
+        (:func:`specialized`, or ``runs`` when given: the caller's result of it); the step's ``params``
+        may be that model's ``prepare(params)``.
       objective: an Objective (default ``cfg.objective(layer)``).
       group: ``p`` and ``key`` have a leading axis of images that the objective sees together;
         otherwise ``p`` is one image (``[H, W, 3]`` pixels or the param's pytree) and ``key`` its key.
 
     In the step, ``f`` is the filter (an int array), ``t`` the 0-based step (an int32 scalar).
     """
-    fwd = forward(specialized(model, layer, cfg, size, batch), layer, dtype=cfg.dtype, redirect=cfg.redirect)
+    fwd = forward(runs or specialized(model, layer, cfg, size, batch), layer, dtype=cfg.dtype, redirect=cfg.redirect)
     objective = objective or cfg.objective(layer)
     model_input = image_input(model, cfg)
     reg = None if cfg.regularizer is R.identity() else cfg.regularizer
