@@ -158,7 +158,10 @@ def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
     """:func:`conv3x3` with the kernel ``k = prepare(w, impl)``: x ``[N, H, W, C]`` -> ``[N, H, W, K]``.
     Differentiable in x and in ``k`` (the transformed kernel's gradient; none reaches ``ub``)."""
     m = _impl(impl)
-    return conv3x3_direct(x, k.astype(x.dtype)) if not m else _winograd_prepared(x, k[0].astype(x.dtype), k[1].astype(x.dtype), m)
+    if not m:
+        return conv3x3_direct(x, k.astype(x.dtype))
+    u, ub = k
+    return _winograd_prepared(x, u.astype(x.dtype), ub.astype(x.dtype), m)
 
 
 def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
