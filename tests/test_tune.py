@@ -21,6 +21,7 @@ from jaxvis.models.winograd import KERNEL, conv3x3, conv3x3_direct
 def fresh_table(monkeypatch, tmp_path):
     monkeypatch.setenv('JAXVIS_CACHE', str(tmp_path / 'cache'))
     monkeypatch.setenv('JAXVIS_TUNE', '1')
+    monkeypatch.setattr(tune, 'RUN_IMAGES', 1)  # one call per timed run: the fake durations are per call
     tune.clear()
     yield
     tune.clear()
@@ -48,6 +49,15 @@ def timings_for(direct, w2, w4):
 def test_time_impl_runs_the_kernel_and_takes_the_median():
     k = tune.Key(side=4, c_in=64, c_out=8, batch=1)
     assert tune.time_impl(conv3x3, 'winograd2', k, fake_timer([0.3, 0.1, 0.2])) == pytest.approx(0.2)
+
+
+def test_a_timed_run_covers_eight_images(monkeypatch):
+    """One-image convolutions are timed over 8 calls per run, and the time is per call."""
+    monkeypatch.setattr(tune, 'RUN_IMAGES', 8)
+    kern = tune.Kernel(cheap, lambda w, impl: w)
+    k = tune.Key(side=4, c_in=64, c_out=8, batch=1)
+    assert tune.calls_per_run(k) == 8 and tune.calls_per_run(k._replace(batch=16)) == 1
+    assert tune.time_impl(kern, 'direct', k, fake_timer([0.8, 0.4, 1.6])) == pytest.approx(0.1)
 
 
 def test_the_timed_step_keeps_the_forward_and_prepares_outside():

@@ -8,10 +8,10 @@ from jaxvis.backend import conv_plan as tuning_plan
 from jaxvis.backend import xla as tuning
 from jaxvis.errors import JaxvisError
 from jaxvis.models import VGG16_BLOCKS, TinyVGG, get_model
-from jaxvis.models import vgg
+from jaxvis.models import vgg, vgg_layers
 from jaxvis.models.vgg import _convs, prepare_params
 from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_prepared, conv3x3_winograd, prepare
-from jaxvis.visualize import engine, preset, visualize_filters
+from jaxvis.visualize import engine, preset, staged, visualize_filters
 
 # Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
 TOL = {2: 1e-5, 4: 1e-4}
@@ -123,19 +123,23 @@ def test_prepared_params_same_activations():
     assert rel_err(b, np.asarray(a, np.float64)) < 1e-5
 
 
-def test_engine_prepares_the_kernels_once(tiny_params, monkeypatch):
+@pytest.mark.parametrize('layer, size, layers', [('block1_conv2', 20, 2), ('block3_conv1', 32, 5)])
+def test_engine_prepares_the_kernels_once(tiny_params, monkeypatch, layer, size, layers):
     """The step gets the prepared params: the kernels are transformed outside it, once per Winograd
-    layer, and the step's convolutions run on the transforms."""
+    layer, and the step's convolutions run on the transforms (block3_conv1: the staged step, its stem's
+    four layers and the rest's one)."""
     engine._compiled.cache_clear()  # an equal configuration compiled earlier would not trace again
     calls = []
     monkeypatch.setattr(vgg, 'prepare', lambda w, impl: calls.append('prepare') or prepare(w, impl))
-    monkeypatch.setattr(vgg, 'conv3x3', lambda *a: calls.append('raw') or conv3x3(*a))
-    monkeypatch.setattr(vgg, 'conv3x3_prepared', lambda *a: calls.append('prepared') or conv3x3_prepared(*a))
+    monkeypatch.setattr(vgg_layers, 'conv3x3', lambda *a: calls.append('raw') or conv3x3(*a))
+    monkeypatch.setattr(vgg_layers, 'conv3x3_prepared', lambda *a: calls.append('prepared') or conv3x3_prepared(*a))
     model = get_model('tiny', conv='winograd2')
-    visualize_filters(tiny_params, 'block1_conv2', [0, 1], preset('seed', steps=3), model=model, size=20,
+    assert (staged.cut_point(model, layer, preset('seed'), size, 8) is None) == (layer == 'block1_conv2')
+    visualize_filters(tiny_params, layer, [0, 1], preset('seed', steps=3), model=model, size=size,
                       key=jax.random.key(0))
-    assert calls.count('prepare') == 2 and 'raw' not in calls  # block1_conv1, block1_conv2
-    assert calls.count('prepared') >= 2
+    engine._compiled.cache_clear()
+    assert calls.count('prepare') == layers and 'raw' not in calls
+    assert calls.count('prepared') >= layers
 
 
 def test_conv3x3_dispatch_rejects_unknown():

@@ -8,7 +8,7 @@ XLA's own.
 """
 from __future__ import annotations
 
-from jaxvis.backend import tune
+from jaxvis.backend import tune, tune_chain
 from jaxvis.backend.xla import backend_name
 from jaxvis.util import ceil_div
 
@@ -18,7 +18,7 @@ _MIN_ROWS = {4: 512, 2: 1024}  # matmul rows (batch x tiles) below which F(m) lo
 
 
 def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', backend: str | None = None,
-              kernel: tune.Conv | None = None) -> tuple[tuple[str, str], ...]:
+              kernel: tune.Conv | None = None, whole: bool = False) -> tuple[tuple[str, str], ...]:
     """``((conv layer, impl), ...)`` for the convolutions that leave 'direct'.
 
     convs: ``((name, side, c_in, c_out), ...)``: each 3x3 'SAME' convolution with its input side in
@@ -27,6 +27,8 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     mode: 'direct' (none), 'winograd2'/'winograd4' (every conv), or 'auto': on CPU in float32 the
       measured choice (:func:`jaxvis.backend.tune.best_impl`, which times ``kernel``), or the static rule;
       on other backends or dtypes, none.
+    whole: 'auto' times the convolutions as one chain (a staged step's stem,
+      :func:`jaxvis.backend.tune_chain.best_chain`) and gives all of them the one choice.
     """
     if mode not in CONV_MODES:
         raise ValueError(f'conv must be one of {CONV_MODES}, got {mode!r}')
@@ -34,6 +36,12 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
         return ()
     if mode != 'auto':
         return tuple((name, mode) for name, *_ in convs)
+    if whole and kernel is not None and convs:
+        keys = [tune.Key(int(side), int(c_in), int(c_out), int(batch)) for _, side, c_in, c_out in convs]
+        impl = tune_chain.best_chain(kernel, keys, lambda: None)
+        if impl is not None:
+            return tuple((name, impl) for (name, *_), k in zip(convs, keys)
+                         if impl != 'direct' and tune_chain._impl_of(k, impl) == impl)
     plan = []
     for name, side, c_in, c_out in convs:
         rule = lambda side=side, c_in=c_in: static_rule(side, c_in, batch)

@@ -33,6 +33,7 @@ IMPLS = ('direct', 'winograd2', 'winograd4')
 MARGIN = 1.05        # Winograd must be this much faster than direct to be chosen
 MIN_CHANNELS = 64    # below this many input channels the transforms always lose (measured: docs/performance.md)
 REPEATS = 3
+RUN_IMAGES = 8       # a timed run covers at least this many images (calls_per_run)
 
 
 FORM = 2             # what a timing covers; 2: forward and input gradient, the kernel prepared outside the
@@ -130,7 +131,7 @@ def timed_step(conv: Conv, impl: str) -> Callable:
 
 def time_impl(conv: Conv, impl: str, k: Key, timer: Callable[[], float] = time.perf_counter) -> float:
     """Median seconds of one forward + input-gradient of a ``k`` convolution (:func:`timed_step`), its
-    kernel prepared before the clock starts."""
+    kernel prepared before the clock starts; each timed run is :func:`calls_per_run` calls."""
     kern = as_kernel(conv)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((k.batch, k.side, k.side, k.c_in)), jnp.float32)
@@ -139,21 +140,38 @@ def time_impl(conv: Conv, impl: str, k: Key, timer: Callable[[], float] = time.p
     ct = jnp.ones((k.batch, k.side, k.side, k.c_out), jnp.float32)
     step = timed_step(kern, impl)
     jax.block_until_ready(step(x, w, ct))
+    return statistics.median(per_call(lambda: step(x, w, ct), calls_per_run(k), REPEATS, timer))
+
+
+def per_call(call: Callable[[], object], calls: int, repeats: int, timer: Callable[[], float]) -> list[float]:
+    """Seconds per ``call()`` in each of ``repeats`` timed runs of ``calls`` calls (each waited for)."""
     runs = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         t0 = timer()
-        jax.block_until_ready(step(x, w, ct))
-        runs.append(timer() - t0)
-    return statistics.median(runs)
+        for _ in range(calls):
+            jax.block_until_ready(call())
+        runs.append((timer() - t0) / calls)
+    return runs
+
+
+def calls_per_run(k: Key) -> int:
+    """Calls in one timed run: enough for :data:`RUN_IMAGES` images (a staged step's one-image
+    convolutions take 2-15 ms, too short to time one at a time on a noisy host)."""
+    return max(1, RUN_IMAGES // k.batch)
 
 
 def measure(conv: Conv, k: Key, timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Time every implementation for ``k`` and remember it (the table); returns ``{impl: seconds}``."""
     timings = {impl: time_impl(conv, impl, k, timer) for impl in IMPLS}
-    _TABLE[_key(k)] = timings
+    remember(_key(k), timings)
+    return timings
+
+
+def remember(key: str, timings: dict[str, float]) -> None:
+    """Put a measurement in the table (and keep the table: :func:`keep_with`)."""
+    _TABLE[key] = timings
     for keep in _KEEP:
         keep(table())
-    return timings
 
 
 def choose(timings: dict[str, float]) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from jaxvis.backend import tune
+from jaxvis.backend import tune, tune_chain
 from jaxvis.edge import tuning
 from jaxvis.errors import JaxvisError
-from jaxvis.models.vgg import BLOCKS, _convs
+from jaxvis.models.vgg import BLOCKS, _convs, vgg_model
 from jaxvis.models.winograd import KERNEL
 from jaxvis.util import check_int
 from jaxvis.visualize.engine import WIDTH, check_width
@@ -48,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
         t = tune.measure(KERNEL, tune.Key(side, c_in, c_out, width))
         cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
         print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
+    stem = vgg_model(args.model).stem(args.size, args.layer)
+    if stem is not None:  # the staged step's stem: one image per call, one choice for the chain
+        chain = [tune.Key(side, c_in, c_out, 1) for _, side, c_in, c_out in _convs(BLOCKS[args.model], args.size, stem)]
+        t = {impl: tune_chain.time_chain(KERNEL, chain, impl) for impl in tune.IMPLS}
+        tune.remember(tune_chain.chain_key(chain), t)
+        cells = ', '.join(f'{i} {1e3 * t[i]:.1f}' for i in tune.IMPLS)
+        print(f'stem up to {stem}, one image per call (the staged step), ms per image: {cells}; '
+              f'auto picks {tune.choose(t)}', flush=True)
     saved = tuning.save()
     print(f'kept in {saved}' if saved else 'could not write the cache folder: the table was not kept')
     return 0

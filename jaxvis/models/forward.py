@@ -24,17 +24,23 @@ def _cast(tree, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def forward(model: Model, upto: str | None, *, dtype: str = 'float32', redirect: bool = False) -> Callable:
+def forward(model: Model, upto: str | None, *, dtype: str = 'float32', redirect: bool = False,
+            after: str | None = None) -> Callable:
     """``fn(params, x [N, H, W, 3] model input, active=None) -> {layer: activation}`` up to ``upto``.
 
     ``dtype='bfloat16'`` runs the network in bf16 (params and input cast; activations come out bf16).
     ``redirect``: the ReLUs get Lucid's redirected gradient while ``active`` (a 0-d float) is 1
     (:mod:`jaxvis.models.redirect`); their values are unchanged.
+    ``after``: x is that layer's activation instead, and the layers after it are computed (the
+    model's ``resume`` hook).
     """
+    if after is not None and model.resume is None:
+        raise JaxvisError(f'model {model.name!r} cannot resume after a layer')
+
     def plain(params, x):
         if dtype != 'float32':
             params, x = _cast(params, jnp.dtype(dtype)), x.astype(jnp.dtype(dtype))
-        return model.features(params, x, upto)
+        return model.features(params, x, upto) if after is None else model.resume(params, x, after, upto)
 
     if not redirect:
         return lambda params, x, active=None: plain(params, x)

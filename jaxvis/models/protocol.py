@@ -18,6 +18,10 @@ Optional hooks let a model do more, without the engine knowing what:
 * ``prepare(params) -> params``: the params in the form the model's ``features`` runs fastest on (a
   Winograd variant: its kernels transformed), computed once per job outside the step; ``features``
   takes the plain params as well;
+* ``stem(size, upto) -> layer | None`` with ``resume(params, h, after, upto=None) -> {layer: activation}``:
+  where the network may be cut for a CPU step that computes the layers up to ``layer`` one image per
+  call (their working set then stays in cache, :mod:`jaxvis.visualize.staged`), and how to compute
+  the layers after ``after`` from its activation ``h``;
 * ``prune(params, upto) -> params``: the params that layers up to ``upto`` need (checked);
 * ``load(path) -> params``: reads the model's weights file (default: a Keras ``.h5``, for VGG).
 """
@@ -47,6 +51,8 @@ class Model:
     specialize: Callable[..., 'Model'] | None = None
     prune: Callable[[Any, str], Any] | None = None
     prepare: Callable[[Any], Any] | None = None
+    stem: Callable[[int, str], str | None] | None = None
+    resume: Callable[..., dict] | None = None
     load: Callable[[str], Any] | None = None
     probe_size: int = 224
     cache: dict = dataclasses.field(default_factory=dict, repr=False)

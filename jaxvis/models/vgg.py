@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from jaxvis.backend.conv_plan import CONV_MODES, conv_plan
 from jaxvis.errors import JaxvisError
 from jaxvis.models.protocol import Model
-from jaxvis.models.winograd import KERNEL, conv3x3, conv3x3_prepared, prepare
+from jaxvis.models.vgg_layers import Conv3x3, max_pool_2x2
+from jaxvis.models.winograd import KERNEL, prepare
 
 # Keras `vgg16.preprocess_input` ('caffe' mode): RGB -> BGR, minus the ImageNet BGR mean, no scaling.
 BGR_MEAN = (103.939, 116.779, 123.68)
@@ -55,43 +56,6 @@ def layer_table(blocks: Sequence[tuple[int, int]]) -> tuple[tuple[str, str, int,
     return tuple(rows)
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """Keras ``MaxPooling2D()``: 2x2 window, stride 2, 'valid' padding (odd sizes floor). NHWC.
-
-    A reshape and a max over the two window axes: the same forward as ``nn.max_pool``, but its gradient
-    is a cheap compare-and-select instead of XLA's select-and-scatter (the costliest op of the backward
-    pass on XLA:CPU, docs/performance.md). At exact ties the gradient is shared between the tied inputs
-    rather than given to the first one.
-    """
-    n, h, w, c = x.shape
-    x = x[:, :h // 2 * 2, :w // 2 * 2]
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
-class Conv3x3(nn.Module):
-    """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
-    ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl`` in the
-    input's dtype. Params ``{'u', 'ub', 'bias'}`` in place of the kernel (:func:`prepare_params`) run
-    :func:`jaxvis.models.winograd.conv3x3_prepared` on them."""
-
-    features: int
-    impl: str = 'direct'
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        c, k = x.shape[-1], self.features
-        if self.has_variable('params', 'u'):
-            t = int(self.impl[-1]) + 2
-            u = self.param('u', nn.initializers.zeros_init(), (t, t, c, k), jnp.float32)
-            ub = self.param('ub', nn.initializers.zeros_init(), (t, t, k, c), jnp.float32)
-            y = conv3x3_prepared(x, (u, ub), self.impl)
-        else:
-            kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, c, k), jnp.float32)
-            y = conv3x3(x, kernel.astype(x.dtype), self.impl)
-        bias = self.param('bias', nn.initializers.zeros_init(), (k,), jnp.float32)
-        return y + bias.astype(x.dtype)
-
-
 class VGG(nn.Module):
     """VGG feature extractor (no fully connected top).
 
@@ -101,6 +65,8 @@ class VGG(nn.Module):
       conv: ``((layer, impl), ...)``: layers computed by another algorithm than ``lax``'s direct
         convolution, impl 'winograd2' or 'winograd4' (:mod:`jaxvis.models.winograd`; the params are the
         same); empty: every conv direct.
+      after: None, or a layer: ``x`` is then that layer's activation and only the layers after it are
+        computed and returned (:func:`vgg_model`'s ``resume``).
 
     ``__call__(x)``: x is ``[N, H, W, 3]`` *preprocessed* input (see :func:`preprocess`), float32 or
     bfloat16 (the convolutions run in the dtype of the input and params).
@@ -110,6 +76,7 @@ class VGG(nn.Module):
     blocks: Sequence[tuple[int, int]] = VGG16_BLOCKS
     last_layer: str | None = None
     conv: tuple[tuple[str, str], ...] = ()
+    after: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -120,6 +87,8 @@ class VGG(nn.Module):
             raise ValueError(f'unknown layer {last!r}; valid layers: {", ".join(names)}')
         out = {}
         impls = dict(self.conv)
+        if self.after is not None:
+            table = table[names.index(self.after) + 1:]
         for name, kind, width, _ in table:
             if kind == 'conv':
                 if impls.get(name, 'direct') == 'direct':
@@ -172,6 +141,28 @@ def _features(blocks, plan):
     return features
 
 
+def _resume(blocks, plan):
+    def resume(params, h, after, upto=None):
+        names = {row[0] for row in layer_table(blocks)}
+        if after not in names:
+            raise ValueError(f'unknown layer {after!r}')
+        return VGG(blocks=blocks, last_layer=upto, conv=plan, after=after).apply({'params': params}, h)
+    return resume
+
+
+def _stem(blocks):
+    """VGG's stem: blocks 1-2 (the 64-128-channel layers at full and half resolution), cut after
+    'block2_pool'; None for a target inside them or a side under 32 (nothing left to gain)."""
+    names = [row[0] for row in layer_table(blocks)]
+    cut = 'block2_pool'
+
+    def stem(size: int, upto: str) -> str | None:
+        if size < 32 or upto not in names or names.index(upto) <= names.index(cut):
+            return None
+        return cut
+    return stem
+
+
 def prepare_params(plan):
     """``fn(params) -> params`` with each Winograd layer of ``plan`` (``((layer, impl), ...)``) holding
     ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`) in place of ``{'kernel', 'bias'}``:
@@ -218,18 +209,24 @@ def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
     kinds = {row[0]: row[1] for row in layer_table(blocks)}
     variants: dict = {}
 
-    def specialize(*, size: int, batch: int, dtype: str = 'float32', upto: str | None = None) -> Model:
-        plan = conv_plan(_convs(blocks, size, upto), batch, conv, dtype, kernel=KERNEL)
+    def specialize(*, size: int, batch: int, dtype: str = 'float32', upto: str | None = None,
+                   after: str | None = None, whole: bool = False) -> Model:
+        convs = _convs(blocks, size, upto)
+        if after is not None:  # only the layers after it are run
+            order = [row[0] for row in layer_table(blocks)]
+            convs = tuple(c for c in convs if order.index(c[0]) > order.index(after))
+        plan = conv_plan(convs, batch, conv, dtype, kernel=KERNEL, whole=whole)
         if not plan:
             return base
         if plan not in variants:
             variants[plan] = Model(name, _features(blocks, plan), preprocess, deprocess, init=base.init,
-                                   kinds=kinds, prune=base.prune, prepare=prepare_params(plan))
+                                   kinds=kinds, prune=base.prune, prepare=prepare_params(plan),
+                                   stem=base.stem, resume=_resume(blocks, plan))
         return variants[plan]
 
     def init(key):
         return VGG(blocks=blocks).init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))['params']
 
     base = Model(name, _features(blocks, ()), preprocess, deprocess, init=init, kinds=kinds,
-                 specialize=specialize, prune=_prune(blocks))
+                 specialize=specialize, prune=_prune(blocks), stem=_stem(blocks), resume=_resume(blocks, ()))
     return base

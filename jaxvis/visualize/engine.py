@@ -7,7 +7,7 @@ chunks of filters, spread over the local devices (:mod:`jaxvis.backend.sharding`
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +20,10 @@ from jaxvis.models.forward import params_up_to
 from jaxvis.models.protocol import Model, get_model
 from jaxvis.models.vgg import preprocess as caffe_preprocess
 from jaxvis.util import ceil_div, check_int
-from jaxvis.visualize import schedule
+from jaxvis.visualize import schedule, staged
 from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.presets import preset
-from jaxvis.visualize.result import FilterResult, empty_result, with_rescue
+from jaxvis.visualize.result import FilterResult, best_order, empty_result, filters_of, with_rescue  # noqa: F401
 from jaxvis.visualize.start import filter_keys, from_model_input, start_images, start_point, to_model_input
 from jaxvis.visualize.step import batched, make_score, make_step, specialized
 
@@ -215,9 +215,13 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     """The jitted step, scorer, start maker, optimizer init, input maps and the step's params' ``prepare``
     for one configuration, reused by every call with an equal one (configs from presets compare equal)."""
     objective = cfg.objective(layer)
-    model_k = specialized(model, layer, cfg, size, width or bs)  # one plan for the step and its params
-    step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
-    prepare = None if model_k.prepare is None else jax.jit(model_k.prepare)
+    cut = staged.cut_point(model, layer, cfg, size, width)
+    if cut is None:
+        model_k = specialized(model, layer, cfg, size, width or bs)  # one plan for the step and its params
+        step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
+        prepare = None if model_k.prepare is None else jax.jit(model_k.prepare)
+    else:  # CPU: the stem one image per call, the rest in groups
+        step, prepare = staged.staged_step(model, layer, cfg, objective, cut=cut, size=size, mesh=mesh, width=width)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))
     make_init = jax.jit(jax.vmap(lambda k: start_point(cfg, k, size)))
     opt_init = jax.jit(jax.vmap(cfg.optimizer.init))
@@ -236,14 +240,3 @@ def snapshot_steps(steps: int, every: int | None) -> set[int]:
     if not every:
         return set()
     return set(range(0, steps, every)) | {steps}
-
-
-def best_order(result: FilterResult, n: int | None = None) -> np.ndarray:
-    """Positions into ``result`` of the best ``n`` live filters by final objective, best first."""
-    live = np.flatnonzero(~result.dead)
-    order = live[np.argsort(-result.losses[live], kind='stable')]
-    return order if n is None else order[:n]
-
-
-def filters_of(result: FilterResult, order: Sequence[int]) -> list[int]:
-    return [int(result.filters[i]) for i in order]

@@ -1,7 +1,7 @@
 """What the filter engine returns."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -77,3 +77,14 @@ def empty_result(cfg: FilterConfig, size: int, snap_steps: set[int]) -> FilterRe
                         snapshot_steps=tuple(sorted(snap_steps)), config=cfg,
                         alpha=None if cfg.param.accumulate is None else np.zeros((0, size, size), np.float32),
                         rescued=None if cfg.rescue is None else np.zeros(0, bool))
+
+
+def best_order(result: FilterResult, n: int | None = None) -> np.ndarray:
+    """Positions into ``result`` of the best ``n`` live filters by final objective, best first."""
+    live = np.flatnonzero(~result.dead)
+    order = live[np.argsort(-result.losses[live], kind='stable')]
+    return order if n is None else order[:n]
+
+
+def filters_of(result: FilterResult, order: Sequence[int]) -> list[int]:
+    return [int(result.filters[i]) for i in order]

@@ -21,11 +21,16 @@ from jaxvis.visualize.config import FilterConfig
 from jaxvis.visualize.start import image_input, restart_point
 
 
-def specialized(model: Model, layer: str, cfg: FilterConfig, size: int | None, batch: int) -> Model:
+def specialized(model: Model, layer: str, cfg: FilterConfig, size: int | None, batch: int,
+                after: str | None = None, whole: bool = False) -> Model:
     """The model the step runs: ``model.specialize(size=, batch=, dtype=, upto=layer)`` when there is a
-    ``size`` and the model has that hook, else ``model``. Its ``prepare`` (if any) gives the step's params."""
+    ``size`` and the model has that hook, else ``model``. Its ``prepare`` (if any) gives the step's params.
+    ``after``: only the layers after it are run (a staged step's rest), and only they are planned;
+    ``whole``: the layers are planned as one chain (a staged step's stem)."""
     if size is not None and model.specialize is not None:
-        return model.specialize(size=size, batch=batch, dtype=cfg.dtype, upto=layer)
+        extra = {} if after is None else {'after': after}
+        extra.update({'whole': True} if whole else {})
+        return model.specialize(size=size, batch=batch, dtype=cfg.dtype, upto=layer, **extra)
     return model
 
 
@@ -47,7 +52,6 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
     fwd = forward(runs or specialized(model, layer, cfg, size, batch), layer, dtype=cfg.dtype, redirect=cfg.redirect)
     objective = objective or cfg.objective(layer)
     model_input = image_input(model, cfg)
-    reg = None if cfg.regularizer is R.identity() else cfg.regularizer
     to_image = jax.vmap(cfg.param.to_image) if group else cfg.param.to_image
     accumulate = cfg.param.accumulate
 
@@ -72,21 +76,30 @@ def make_step(model: Model, layer: str, cfg: FilterConfig, objective=None, *, si
 
     def step(params, p, opt_state, f, key, t):
         loss, g, g_img = value_and_grads(p, params, f, key, t)
-        with jax.numpy_dtype_promotion('standard'):  # optax's own code relies on it (adam: float ** int32)
-            updates, opt_state = cfg.optimizer.update(jax.tree_util.tree_map(jnp.negative, g), opt_state, p)
-        p = optax.apply_updates(p, updates)
-        if reg is not None:
-            p = jax.vmap(reg.apply, in_axes=(0, 0, None))(p, g, t) if group else reg.apply(p, g, t)
-        if accumulate is not None:
-            p = jax.vmap(accumulate)(p, g_img) if group else accumulate(p, g_img)
-        if cfg.restarts and not group:
-            # stuck where the gradient is exactly 0: a dead ReLU filter whose gradient the redirect does not
-            # carry, a logit that cannot move (whatever its sign); a dead filter that the redirected ReLU
-            # is raising keeps its progress
-            p, opt_state = restart_dead(cfg, p, opt_state, no_gradient(g), key, t)
+        p, opt_state = update(cfg, p, opt_state, g, g_img, key, t, group=group)
         return p, opt_state, loss
 
     return step
+
+
+def update(cfg: FilterConfig, p, opt_state, g, g_img, key, t, *, group: bool = False):
+    """The ascent's update from the objective's gradient ``g`` (d loss / d p) and ``g_img`` (d loss / d
+    image, None unless the param accumulates it): the optimizer, the regularizer, the accumulation, the
+    dead-filter restart. Returns ``(p, opt_state)``."""
+    reg = None if cfg.regularizer is R.identity() else cfg.regularizer
+    with jax.numpy_dtype_promotion('standard'):  # optax's own code relies on it (adam: float ** int32)
+        updates, opt_state = cfg.optimizer.update(jax.tree_util.tree_map(jnp.negative, g), opt_state, p)
+    p = optax.apply_updates(p, updates)
+    if reg is not None:
+        p = jax.vmap(reg.apply, in_axes=(0, 0, None))(p, g, t) if group else reg.apply(p, g, t)
+    if cfg.param.accumulate is not None:
+        p = jax.vmap(cfg.param.accumulate)(p, g_img) if group else cfg.param.accumulate(p, g_img)
+    if cfg.restarts and not group:
+        # stuck where the gradient is exactly 0: a dead ReLU filter whose gradient the redirect does not
+        # carry, a logit that cannot move (whatever its sign); a dead filter that the redirected ReLU
+        # is raising keeps its progress
+        p, opt_state = restart_dead(cfg, p, opt_state, no_gradient(g), key, t)
+    return p, opt_state
 
 
 def no_gradient(g) -> jax.Array:

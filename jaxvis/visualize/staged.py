@@ -1,0 +1,157 @@
+"""The filter step in stages on CPU: the network's stem one image per call, the rest in groups.
+
+At a group of 8 images the activations of VGG16's blocks 1-2 (64-128 channels at 128 and 64 px: 33 MB
+per tensor) do not fit a 32 MB L3, so every convolution, ReLU, pooling and Winograd transform there
+streams through DRAM. One image's working set does fit; computed one image per XLA call, the same
+layers run 1.1-1.8x faster (docs/performance.md). Inside one XLA program the scheduler does not keep
+to that order (an unrolled or ``lax.map``-ped stem was no faster), hence separate calls:
+
+1. the head, per filter: param -> image -> transform -> model input ``x`` (groups of ``width``);
+2. the stem forward, one image per call (``jax.vjp``, its pullback kept);
+3. the rest of the network and the objective, per filter in groups: the loss and ``d loss / d h``;
+4. the stem's pullbacks, one image per call: ``d loss / d x``;
+5. the head's pullback (the head recomputed) and the update (:func:`jaxvis.visualize.step.update`).
+
+Each stage sees a fixed shape (one image, or a group of ``width``), so a filter's image still does not
+depend on the batch size or the device count. The step keeps the signature of the batched step,
+``step((stem params, rest params), p, opt_state, f, keys, t) -> (p, opt_state, loss)``, and is not a
+jitted function itself (its stages are).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxvis.backend import sharding
+from jaxvis.backend import xla
+from jaxvis.models.forward import forward
+from jaxvis.models.protocol import Model
+from jaxvis.visualize.config import FilterConfig
+from jaxvis.visualize.start import image_input, start_point
+from jaxvis.visualize.step import specialized, update
+
+
+def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, width: int | None) -> str | None:
+    """The layer after which the step is cut (the model's ``stem``), or None for an unstaged step: not
+    on CPU (``width`` None), no ``stem`` hook or none for this layer and size, several views per image,
+    an objective that reads a stem layer, or ``JAXVIS_STAGED=0``."""
+    if (width is None or size is None or model.stem is None or model.resume is None
+            or os.environ.get('JAXVIS_STAGED', '') == '0'):
+        return None
+    cut = model.stem(size, layer)
+    if cut is None:
+        return None
+    key = jax.random.key(0)
+    p = jax.eval_shape(lambda k: start_point(cfg, k, size), key)
+    x = jax.eval_shape(lambda q: image_input(model, cfg)(cfg.param.to_image(q), key), p)
+    if x.ndim != 3:
+        return None
+    rest = forward(model, layer, after=cut)
+    h = jax.eval_shape(lambda q: forward(model, cut)(model.init(key), q[None])[cut], x)
+    objective = cfg.objective(layer)
+    try:
+        jax.eval_shape(lambda a: objective(rest(model.init(key), a), jnp.int32(0)), h)
+    except KeyError:
+        return None
+    return cut
+
+
+def split_params(model: Model, cut: str, params):
+    """``(stem params, rest params)``: the model's ``prune`` up to ``cut``, and the others."""
+    stem = model.prune(params, cut)
+    return stem, {k: v for k, v in params.items() if k not in stem}
+
+
+def staged_step(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: str, size: int, mesh,
+                width: int) -> tuple[Callable, Callable]:
+    """``(step, prepare)``: the staged step and ``prepare(params) -> (stem params, rest params)``
+    (jitted). The stem's convolutions are planned as one chain at one image per call, the rest's at
+    ``width`` (:func:`jaxvis.visualize.step.specialized`)."""
+    stem_k = specialized(model, cut, cfg, size, 1, whole=True)
+    rest_k = specialized(model, layer, cfg, size, width, after=cut)
+    step = make_staged(model, layer, cfg, objective, cut=cut, stem_model=stem_k, rest_model=rest_k, mesh=mesh,
+                       width=width)
+    prepare = jax.jit(lambda params: tuple(k.prepare(q) if k.prepare else q
+                                           for k, q in zip((stem_k, rest_k), split_params(model, cut, params))))
+    return step, prepare
+
+
+def make_staged(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: str, stem_model: Model,
+                rest_model: Model, mesh, width: int) -> Callable:
+    """The staged step (module docstring). ``stem_model`` runs the layers up to ``cut`` (one image per
+    call), ``rest_model`` those after it (groups of ``width``); each is given its own params."""
+    model_input = image_input(model, cfg)
+    to_image = cfg.param.to_image
+    stem_fwd = forward(stem_model, cut, dtype=cfg.dtype, redirect=cfg.redirect)
+    rest_fwd = forward(rest_model, layer, dtype=cfg.dtype, redirect=cfg.redirect, after=cut)
+
+    def active(t):
+        return (t < cfg.redirect_relu_steps).astype(jnp.float32) if cfg.redirect else None
+
+    def head(p, key, t):
+        """[H', W', 3] model input of one filter's param."""
+        return model_input(to_image(p), jax.random.fold_in(key, t + 1))
+
+    def stem(params, xs, i, t):
+        """Image ``i`` of one device's share ``xs [n, H', W', 3]``: (``h [1, h, w, c]``, its pullback)."""
+        xi = jax.lax.dynamic_slice_in_dim(xs, i, 1)
+        return jax.vjp(lambda a: stem_fwd(params, a, active(t))[cut], xi)
+
+    def stem_back(pull, gs, i):
+        return pull(jax.lax.dynamic_slice_in_dim(gs, i, 1))[0]
+
+    def tail(params, h, f, t):
+        """One filter: (objective, d objective / d h) from its stem activation ``h [h, w, c]``."""
+        return jax.value_and_grad(
+            lambda a: objective(rest_fwd(params, a[None], active(t)), f).astype(jnp.float32))(h)
+
+    def finish(p, opt_state, dx, key, t):
+        img, pull_img = jax.vjp(to_image, p)
+        g_img = jax.vjp(lambda im: model_input(im, jax.random.fold_in(key, t + 1)), img)[1](dx)[0]
+        g = pull_img(g_img)[0]
+        return update(cfg, p, opt_state, g, g_img if cfg.param.accumulate is not None else None, key, t)
+
+    heads = sharding.shard_batched(head, (0, 0, None), mesh, width)
+    tails = sharding.shard_batched(tail, (None, 0, 0, None), mesh, width)
+    finishes = sharding.shard_batched(finish, (0, 0, 0, 0, None), mesh, width)
+    stem_j = xla.jit(stem)
+    back_j = xla.jit(stem_back)
+
+    def step(params, p, opt_state, f, keys, t):
+        p_stem, p_rest = params
+        x = heads(p, keys, t)
+        on = _per_device(p_stem)
+        pulls, hs = {}, []
+        for shard in x.addressable_shards:
+            d = shard.device
+            outs = [stem_j(on[d], shard.data, i, t) for i in range(shard.data.shape[0])]
+            pulls[d] = [pull for _, pull in outs]
+            hs.append(jnp.concatenate([h for h, _ in outs]))
+        h = _assemble(hs, x)
+        loss, dh = tails(p_rest, h, f, t)
+        dxs = [jnp.concatenate([back_j(pull, shard.data, i) for i, pull in enumerate(pulls[shard.device])])
+               for shard in dh.addressable_shards]
+        p, opt_state = finishes(p, opt_state, _assemble(dxs, dh), keys, t)
+        return p, opt_state, loss
+
+    return step
+
+
+def _per_device(tree) -> dict:
+    """``{device: tree}`` of a pytree placed whole on one or more devices (replicated params)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out: dict = {}
+    for leaf in leaves:
+        for shard in leaf.addressable_shards:
+            out.setdefault(shard.device, []).append(shard.data)
+    return {d: jax.tree_util.tree_unflatten(treedef, v) for d, v in out.items()}
+
+
+def _assemble(parts: list, like: jax.Array) -> jax.Array:
+    """One array split along axis 0 as ``like`` is, from its devices' parts (in ``like``'s shard order)."""
+    if len(parts) == 1 and len(like.addressable_shards) == 1 and len(like.sharding.device_set) == 1:
+        return parts[0]
+    return jax.make_array_from_single_device_arrays((like.shape[0],) + parts[0].shape[1:], like.sharding, parts)

@@ -1,0 +1,106 @@
+"""The staged CPU step (jaxvis.visualize.staged): the same ascent as the one-program step, and when it applies."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvis.backend import tune, tune_chain
+from jaxvis.backend.conv_plan import conv_plan
+from jaxvis.models import get_model
+from jaxvis.models.winograd import KERNEL, conv3x3_direct
+from jaxvis.visualize import engine, preset, staged
+from jaxvis.visualize.engine import visualize_filters
+
+
+def run(monkeypatch, flag, conv, name, steps=4):
+    monkeypatch.setenv('JAXVIS_STAGED', flag)
+    engine._compiled.cache_clear()
+    model = get_model('tiny', conv=conv)
+    params = model.init(jax.random.key(0))
+    try:
+        return visualize_filters(params, 'block4_conv1', np.arange(8), preset(name, steps=steps), model=model,
+                                 size=48, key=jax.random.key(3))
+    finally:
+        engine._compiled.cache_clear()
+
+
+@pytest.mark.parametrize('name', ['seed', 'lucid'])
+def test_staged_step_is_the_one_program_step(monkeypatch, name):
+    """Direct convolutions everywhere: the staged and the one-program step make the same images (the
+    stem's gradient reaches the param through the head's pullback, the update is the same)."""
+    cfg = preset(name)
+    assert staged.cut_point(get_model('tiny', conv='direct'), 'block4_conv1', cfg, 48, 8) == 'block2_pool'
+    one, two = run(monkeypatch, '0', 'direct', name), run(monkeypatch, '1', 'direct', name)
+    np.testing.assert_allclose(two.images, one.images, atol=1e-3)
+    np.testing.assert_allclose(two.losses, one.losses, rtol=1e-5, atol=1e-6)
+    assert np.abs(one.images - run(monkeypatch, '0', 'direct', name, steps=1).images).max() > 1  # it ascended
+
+
+def test_where_the_step_is_staged(monkeypatch):
+    model = get_model('tiny', conv='direct')
+    seed = preset('seed')
+    assert staged.cut_point(model, 'block3_conv1', seed, 64, 8) == 'block2_pool'
+    assert staged.cut_point(model, 'block2_conv2', seed, 64, 8) is None      # the target is in the stem
+    assert staged.cut_point(model, 'block3_conv1', seed, 64, None) is None   # not CPU: one program
+    assert staged.cut_point(model, 'block3_conv1', seed, 16, 8) is None      # too small to gain
+    assert staged.cut_point(model, 'block3_conv1', preset('maco'), 64, 8) is None  # several crops a step
+    monkeypatch.setenv('JAXVIS_STAGED', '0')
+    assert staged.cut_point(model, 'block3_conv1', seed, 64, 8) is None
+
+
+def test_the_stem_is_planned_as_one_chain(monkeypatch, tmp_path):
+    """The stem's plan is one choice timed over the whole chain; convolutions under 64 input channels
+    stay direct whatever it is."""
+    monkeypatch.setenv('JAXVIS_CACHE', str(tmp_path))
+    monkeypatch.setenv('JAXVIS_TUNE', '1')
+    tune.clear()
+    convs = (('block1_conv1', 32, 3, 64), ('block1_conv2', 32, 64, 64), ('block2_conv1', 16, 64, 128))
+    fake = {'direct': 3.0, 'winograd2': 2.0, 'winograd4': 1.0}
+    monkeypatch.setattr(tune_chain, 'time_chain', lambda conv, keys, impl, timer=None: fake[impl])
+    try:
+        plan = conv_plan(convs, 1, 'auto', kernel=KERNEL, whole=True)
+        assert plan == tuple((n, 'winograd4') for n, *_ in convs[1:])
+        fake.update(direct=1.0)  # the table answers now: nothing is timed again
+        assert conv_plan(convs, 1, 'auto', kernel=KERNEL, whole=True) == plan
+        key = tune_chain.chain_key([tune.Key(s, c, k, 1) for _, s, c, k in convs])
+        assert tune.table()['timings'][key] == {'direct': 3.0, 'winograd2': 2.0, 'winograd4': 1.0}
+    finally:
+        tune.clear()
+
+
+def test_a_chain_is_timed_forward_and_backward():
+    """What a chain times is the stem's work: its output and input gradient are a plain chain's
+    (3x3 convolution and ReLU, a 2x2 max pool where the side halves), Winograd where it has the channels."""
+    keys = [tune.Key(8, 3, 64, 2), tune.Key(8, 64, 64, 2), tune.Key(4, 64, 64, 2)]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    ws = [rng.standard_normal((3, 3, k.c_in, k.c_out)).astype(np.float32) * .1 for k in keys]
+    ct = rng.standard_normal((2, 4, 4, 64)).astype(np.float32)
+
+    def plain(a):
+        a = jax.nn.relu(conv3x3_direct(a, ws[0]))
+        a = jax.nn.relu(conv3x3_direct(a, ws[1]))
+        a = a.reshape(2, 4, 2, 4, 2, 64).max(axis=(2, 4))
+        return jax.nn.relu(conv3x3_direct(a, ws[2]))
+    want, pull = jax.vjp(plain, x)
+    for impl in tune.IMPLS:
+        ks = [KERNEL.prepare(w, impl if k.c_in >= 64 else 'direct') for w, k in zip(ws, keys)]
+        y, dx = tune_chain.chain_step(KERNEL, keys, impl)(x, ks, ct)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dx, pull(ct)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_real_channels_alone_in_two_or_in_eight(monkeypatch):
+    """VGG16's own channel counts (the tiny test model's shapes hide batch effects: Eigen blocks them
+    alike): with the staged step a filter's image is the same bytes alone, in 2 and in 8."""
+    monkeypatch.setenv('JAXVIS_TUNE', '0')
+    engine._compiled.cache_clear()
+    model = get_model('vgg16', conv='direct')
+    params = model.prune(model.init(jax.random.key(0)), 'block3_conv1')
+    cfg = preset('seed', steps=3)
+    assert staged.cut_point(model, 'block3_conv1', cfg, 32, 8) == 'block2_pool'
+    runs = [visualize_filters(params, 'block3_conv1', np.arange(n), cfg, model=model, size=32, key=jax.random.key(5),
+                              batch_size=n).images for n in (1, 2, 8)]
+    engine._compiled.cache_clear()
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[1], runs[2][:2])
