@@ -104,3 +104,33 @@ def test_real_channels_alone_in_two_or_in_eight(monkeypatch):
                               batch_size=n).images for n in (1, 2, 8)]
     engine._compiled.cache_clear()
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[1], runs[2][:2])
+
+
+def test_the_padding_runs_no_stem(monkeypatch):
+    """3 filters at width 8: the stem runs 3 images per step, not 8, and the 3 images are the bytes they
+    have among 8 real filters (the padding's copies change no real slot)."""
+    import types
+    from jaxvis.backend import xla
+    calls = {'stem': 0, 'stem_back': 0}
+
+    def jit(fn, **kw):
+        f = xla.jit(fn, **kw)
+
+        def counted(*a):
+            calls[fn.__name__] += 1
+            return f(*a)
+        return counted
+    monkeypatch.setattr(staged, 'xla', types.SimpleNamespace(jit=jit))
+    monkeypatch.setenv('JAXVIS_STAGED', '1')
+    engine._compiled.cache_clear()
+    model = get_model('tiny', conv='direct')
+    params = model.init(jax.random.key(0))
+    kw = dict(model=model, size=48, key=jax.random.key(3))
+    try:
+        three = visualize_filters(params, 'block4_conv1', [0, 1, 2], preset('lucid', steps=4, rescue=False), **kw)
+        assert calls == {'stem': 3 * 4, 'stem_back': 3 * 4}
+        eight = visualize_filters(params, 'block4_conv1', np.arange(8), preset('lucid', steps=4, rescue=False), **kw)
+        assert calls == {'stem': 3 * 4 + 8 * 4, 'stem_back': 3 * 4 + 8 * 4}
+    finally:
+        engine._compiled.cache_clear()
+    assert np.array_equal(three.images, eight.images[:3]) and np.array_equal(three.history, eight.history[:, :3])

@@ -172,7 +172,11 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     p_step = p if prepare is None else sharding.replicate(prepare(plain), mesh)  # one copy unless prepared
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
+    live = {}  # the staged step's real slots in this chunk (it skips the padding's stem)
+
     def begin(pos, x=None):
+        if staged.takes_real(step):
+            live['real'] = int(np.argmax(pos == pos[-1])) + 1  # schedule pads by repeating the last position
         chunk = idx[pos]
         f = sharding.shard(jnp.asarray(chunk, jnp.int32), mesh)
         keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
@@ -183,7 +187,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
         return x, opt_init(x), f, keys
 
-    out = schedule.run(begin, lambda *a: step(p_step, *a), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
+    out = schedule.run(begin, lambda *a: step(p_step, *a, **live), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
                        snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
     alpha = None if cfg.param.accumulate is None else out.x[..., 3].astype(np.float32)

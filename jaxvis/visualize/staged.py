@@ -14,8 +14,11 @@ to that order (an unrolled or ``lax.map``-ped stem was no faster), hence separat
 
 Each stage sees a fixed shape (one image, or a group of ``width``), so a filter's image still does not
 depend on the batch size or the device count. The step keeps the signature of the batched step,
-``step((stem params, rest params), p, opt_state, f, keys, t) -> (p, opt_state, loss)``, and is not a
-jitted function itself (its stages are).
+``step((stem params, rest params), p, opt_state, f, keys, t, real=None) -> (p, opt_state, loss)``, and is
+not a jitted function itself (its stages are). ``real``: the slots from it on are padding (the engine's
+chunks repeat the last filter), so the stem runs only for the first ``real`` and the padding gets copies
+of the last one's activation and input gradient; no real slot changes (values of batch mates never
+round a filter differently), a chunk of 4 filters at width 8 costs 4 stem images, not 8.
 """
 from __future__ import annotations
 
@@ -120,24 +123,33 @@ def make_staged(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: 
     stem_j = xla.jit(stem)
     back_j = xla.jit(stem_back)
 
-    def step(params, p, opt_state, f, keys, t):
+    def step(params, p, opt_state, f, keys, t, real=None):
         p_stem, p_rest = params
         x = heads(p, keys, t)
         on = _per_device(p_stem)
         pulls, hs = {}, []
         for shard in x.addressable_shards:
-            d = shard.device
-            outs = [stem_j(on[d], shard.data, i, t) for i in range(shard.data.shape[0])]
+            d, n = shard.device, shard.data.shape[0]
+            k = n if real is None else min(max(real - (shard.index[0].start or 0), 1), n)
+            outs = [stem_j(on[d], shard.data, i, t) for i in range(k)]
             pulls[d] = [pull for _, pull in outs]
-            hs.append(jnp.concatenate([h for h, _ in outs]))
+            hs.append(jnp.concatenate([h for h, _ in outs] + [outs[-1][0]] * (n - k)))
         h = _assemble(hs, x)
         loss, dh = tails(p_rest, h, f, t)
-        dxs = [jnp.concatenate([back_j(pull, shard.data, i) for i, pull in enumerate(pulls[shard.device])])
-               for shard in dh.addressable_shards]
+        dxs = []
+        for shard in dh.addressable_shards:
+            parts = [back_j(pull, shard.data, i) for i, pull in enumerate(pulls[shard.device])]
+            dxs.append(jnp.concatenate(parts + [parts[-1]] * (shard.data.shape[0] - len(parts))))
         p, opt_state = finishes(p, opt_state, _assemble(dxs, dh), keys, t)
         return p, opt_state, loss
 
+    step.real_slots = True
     return step
+
+
+def takes_real(step) -> bool:
+    """Whether ``step`` takes ``real=`` (a staged step: it skips the padding's stem)."""
+    return getattr(step, 'real_slots', False)
 
 
 def _per_device(tree) -> dict:
