@@ -1,10 +1,13 @@
 """The staged CPU step (jaxvis.visualize.staged): the same ascent as the one-program step, and when it applies."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
+from jaxvis import objectives as O
 from jaxvis.backend import tune, tune_chain
 from jaxvis.backend.conv_plan import conv_plan
 from jaxvis.models import get_model
@@ -45,6 +48,10 @@ def test_where_the_step_is_staged(monkeypatch):
     assert staged.cut_point(model, 'block3_conv1', seed, 64, None) is None   # not CPU: one program
     assert staged.cut_point(model, 'block3_conv1', seed, 16, 8) is None      # too small to gain
     assert staged.cut_point(model, 'block3_conv1', preset('maco'), 64, 8) is None  # several crops a step
+    assert staged.cut_point(model, 'block3_conv1', preset('seed', dtype='bfloat16'), 64, 8) is None
+    stem_read = O.as_objective(lambda acts, f: acts['block3_conv1'][..., f].mean() + acts.get('block1_conv1').mean())
+    assert staged.cut_point(model, 'block3_conv1', dataclasses.replace(seed, objective=lambda layer: stem_read),
+                            64, 8) is None  # it needs a stem layer (here an AttributeError without it)
     monkeypatch.setenv('JAXVIS_STAGED', '0')
     assert staged.cut_point(model, 'block3_conv1', seed, 64, 8) is None
 

@@ -40,8 +40,10 @@ from jaxvis.visualize.step import specialized, update
 def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, width: int | None) -> str | None:
     """The layer after which the step is cut (the model's ``stem``), or None for an unstaged step: not
     on CPU (``width`` None), no ``stem`` hook or none for this layer and size, several views per image,
-    an objective that reads a stem layer, or ``JAXVIS_STAGED=0``."""
-    if (width is None or size is None or model.stem is None or model.resume is None
+    bfloat16 (the cut would store ``h`` in bf16 where one program keeps f32), an objective that fails
+    without the stem's layers, or ``JAXVIS_STAGED=0``. An objective that only *iterates* over the
+    activations (``acts.values()``) is not detected: it sees the rest's layers only."""
+    if (width is None or size is None or model.stem is None or model.resume is None or cfg.dtype != 'float32'
             or os.environ.get('JAXVIS_STAGED', '') == '0'):
         return None
     cut = model.stem(size, layer)
@@ -57,7 +59,7 @@ def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, wid
     objective = cfg.objective(layer)
     try:
         jax.eval_shape(lambda a: objective(rest(model.init(key), a), jnp.int32(0)), h)
-    except KeyError:
+    except Exception:  # noqa: BLE001 - an objective that needs a stem layer: the one-program step
         return None
     return cut
 
