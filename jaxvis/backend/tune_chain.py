@@ -76,6 +76,13 @@ def best_chain(conv: tune.Conv, keys: Sequence[tune.Key], default: Callable[[], 
     if timings is None:
         if not tune.measuring():
             return default()
-        timings = {impl: time_chain(conv, keys, impl, timer) for impl in tune.IMPLS}
-        tune.remember(key, timings)
+        timings = measure_chain(conv, keys, timer)
     return tune.choose(timings)
+
+
+def measure_chain(conv: tune.Conv, keys: Sequence[tune.Key],
+                  timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Time the chain for every implementation and remember it (the table); returns ``{impl: seconds}``."""
+    timings = {impl: time_chain(conv, keys, impl, timer) for impl in tune.IMPLS}
+    tune.remember(chain_key(keys), timings)
+    return timings
