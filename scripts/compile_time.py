@@ -8,9 +8,12 @@ both. ``--weights`` is resolved before the cache folder is swapped, so the weigh
 ``filters``/``atlas`` get an ``--out`` in the temporary folder unless given one. Per run: ``process``, the
 whole process's wall seconds (interpreter start and imports included), ``wall``, the command's own inside
 it, and ``jax.monitoring``'s compile events summed (XLA compile, cache loads included; tracing; lowering;
-cache retrieval).
+cache retrieval). ``--top N`` adds each run's N functions that took longest (tracing, lowering and compiling summed).
+``--plan-known`` empties the compile cache after the cold run, once: the second run then
+compiles everything with the convolution plan already measured (a new job on a machine that ran one).
 
   python scripts/compile_time.py -- filters --layer block5_conv1 --filters 0:8 --steps 2
+  python scripts/compile_time.py --plan-known -- filters --layer block5_conv1 --filters 0:8 --steps 2
   python scripts/compile_time.py --runs 2 -- filters --layer block4_conv1 --filters 0:8 --steps 2 --preset lucid
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,11 +34,17 @@ EVENTS = {'/jax/core/compile/backend_compile_duration': 'xla_compile',
 
 
 def child(args: list[str]) -> int:
-    """In the child process: run the CLI, then print one line of sums."""
+    """In the child process: run the CLI, then print one line of sums (and, with ``JAXVIS_COMPILE_TOP``,
+    a line of the functions that took longest to trace + compile)."""
     from jax import monitoring
 
-    totals = collections.Counter()
-    monitoring.register_event_duration_secs_listener(lambda event, duration, **kw: totals.update({event: duration}))
+    totals, per_fun = collections.Counter(), collections.Counter()
+
+    def listen(event, duration, fun_name=None, **kw):
+        totals[event] += duration
+        if fun_name and event in EVENTS:
+            per_fun[fun_name] += duration
+    monitoring.register_event_duration_secs_listener(listen)
     from jaxvis.cli import main
 
     t = time.perf_counter()
@@ -42,12 +52,18 @@ def child(args: list[str]) -> int:
     wall = time.perf_counter() - t
     parts = ' '.join(f'{name} {totals[event]:.2f}' for event, name in EVENTS.items())
     sys.stderr.write(f'compile_time: rc {rc} wall {wall:.2f} {parts}\n')
+    top = int(os.environ.get('JAXVIS_COMPILE_TOP', '0'))
+    if top:
+        sys.stderr.write('compile_top: ' + ', '.join(f'{f} {d:.2f}' for f, d in per_fun.most_common(top)) + '\n')
     return rc
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--runs', type=int, default=3, help='runs in one fresh cache folder (the first is cold)')
+    ap.add_argument('--plan-known', action='store_true',
+                    help='empty the compile cache after the cold run (the second run: plan measured, nothing compiled)')
+    ap.add_argument('--top', type=int, default=0, help="also print each run's N slowest functions to compile")
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('command', nargs=argparse.REMAINDER, help='the jaxvis arguments, after --')
     a = ap.parse_args()
@@ -67,6 +83,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if k not in ('JAX_COMPILATION_CACHE_DIR', 'JAXVIS_COMPILE_CACHE')}
         env['JAXVIS_CACHE'] = os.path.join(cache, 'jaxvis')
+        env['JAXVIS_COMPILE_TOP'] = str(a.top)
         for run in range(a.runs):
             own_out = '--out' not in given and cmd[0] in ('filters', 'atlas')
             out = ['--out', os.path.join(cache, f'out{run}')] if own_out else []
@@ -78,7 +95,12 @@ def main() -> int:
             if p.returncode or not line:
                 sys.stderr.write(p.stderr[-2000:])
                 return p.returncode or 1
-            print(f'{"cold " if run == 0 else "rerun"} process {process:.2f} {line[0][len("compile_time: "):]}')
+            if run == 0 and a.plan_known:
+                shutil.rmtree(os.path.join(cache, 'jaxvis', 'xla'))
+            label = 'cold ' if run == 0 else 'plan ' if run == 1 and a.plan_known else 'rerun'
+            print(f'{label} process {process:.2f} {line[0][len("compile_time: "):]}')
+            for top in (ln for ln in p.stderr.splitlines() if ln.startswith('compile_top:')):
+                print('     ', top)
     return 0
 
 

@@ -11,7 +11,6 @@ from PIL import Image
 import jaxvis.cli.filters as cli_filters
 from jaxvis.cli import main
 from jaxvis.edge.locations import file_digest
-from jaxvis.models import get_model, probe
 
 
 @pytest.fixture

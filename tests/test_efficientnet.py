@@ -5,7 +5,6 @@ The real Lite0 check runs where the weights are already in jaxvis's cache (tests
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import zipfile

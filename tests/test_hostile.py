@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jaxvis.dream.ascent
 import jaxvis.edge.files as files
 from jaxvis.cli import main
 from jaxvis.errors import JaxvisError

@@ -23,8 +23,8 @@ def fake_problem(dead: set[int]):
         x0 = jnp.broadcast_to(f[:, None, None, None].astype(jnp.float32), (len(pos), 1, 1, 3))
         return (x0 if x is None else jnp.asarray(x)), (), f, f
 
-    def step(x, opt_state, f, keys, t):
-        calls.append((int(t), np.asarray(f).tolist()))
+    def step(x, opt_state, f, keys, t, real):
+        calls.append((int(t), np.asarray(f)[:real].tolist()))
         d = dead_mask(f)[:, None, None, None]
         loss = jnp.where(d[:, 0, 0, 0], 0.0, jnp.sum(x, axis=(1, 2, 3)))
         return jnp.where(d, x, x + 1), opt_state, loss
@@ -45,8 +45,9 @@ def test_drop_dead_runs_only_live_filters_and_gives_the_same_result(snap):
     dropped = schedule.run(begin, step, score, lambda x: x, n=5, bs=2, steps=3, snap_steps=snap,
                            progress=done.append, drop_dead=True)
     assert n_full == 9  # 3 chunks x 3 steps
-    # step 0 for every chunk, then the live filters 0, 2, 4 packed as [0, 2] and [4, 4] for steps 1 and 2
-    assert calls == [(0, [0, 1]), (0, [2, 3]), (0, [4, 4]), (1, [0, 2]), (2, [0, 2]), (1, [4, 4]), (2, [4, 4])]
+    # step 0 for every chunk, then the live filters 0, 2, 4 packed as [0, 2] and [4, (4)] for steps 1 and 2;
+    # each step is told how many slots are real (the padding repeats the last: [4, 4] has one)
+    assert calls == [(0, [0, 1]), (0, [2, 3]), (0, [4]), (1, [0, 2]), (2, [0, 2]), (1, [4]), (2, [4])]
     assert sum(done) == 5 * 3  # every filter-step reported, the dead ones' at once
     for a, b in zip(full, dropped):
         np.testing.assert_array_equal(a, b)

@@ -52,8 +52,29 @@ def test_where_the_step_is_staged(monkeypatch):
     stem_read = O.as_objective(lambda acts, f: acts['block3_conv1'][..., f].mean() + acts.get('block1_conv1').mean())
     assert staged.cut_point(model, 'block3_conv1', dataclasses.replace(seed, objective=lambda layer: stem_read),
                             64, 8) is None  # it needs a stem layer (here an AttributeError without it)
-    monkeypatch.setenv('JAXVIS_STAGED', '0')
-    assert staged.cut_point(model, 'block3_conv1', seed, 64, 8) is None
+    every = O.as_objective(lambda acts, f: sum(a.mean() for a in acts.values()))
+    assert staged.cut_point(model, 'block3_conv1', dataclasses.replace(seed, objective=lambda layer: every),
+                            64, 8) is None  # it reads the stem's layers by iterating (nothing fails without them)
+    rest_only = O.as_objective(lambda acts, f: sum(acts[k].mean() for k in acts if k.startswith('block3')))
+    assert staged.cut_point(model, 'block3_conv1', dataclasses.replace(seed, objective=lambda layer: rest_only),
+                            64, 8) == 'block2_pool'  # iterating, but reading only layers after the cut
+    assert staged.cut_point(dataclasses.replace(model, prune=None), 'block3_conv1', seed, 64, 8) is None
+    assert staged.cut_point(model, 'block3_conv1', seed, 64, 8, enabled=False) is None
+
+
+def test_the_flag_is_read_on_every_call(monkeypatch):
+    """``JAXVIS_STAGED`` changed between two calls of one process takes effect (the compiled steps are
+    cached, the flag is part of their key)."""
+    made, make = [], staged.staged_step
+    monkeypatch.setattr(staged, 'staged_step', lambda *a, **kw: made.append(1) or make(*a, **kw))
+    engine._compiled.cache_clear()
+    model = get_model('tiny', conv='direct')
+    params = model.init(jax.random.key(0))
+    for flag in ('0', '1', '0', '1'):
+        monkeypatch.setenv('JAXVIS_STAGED', flag)
+        visualize_filters(params, 'block3_conv1', [0], preset('seed', steps=1), model=model, size=32)
+    assert len(made) == 1  # staged once, then found in the cache; the '0' calls made one-program steps
+    engine._compiled.cache_clear()
 
 
 def test_the_stem_is_planned_as_one_chain(monkeypatch, tmp_path):

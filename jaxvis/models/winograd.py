@@ -23,6 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from jaxvis.backend.tune import Kernel
 
@@ -100,18 +101,23 @@ def conv3x3_winograd(x: jax.Array, w: jax.Array, m: int = 2) -> jax.Array:
     return _winograd(x, w, m)
 
 
+# The rules below take symbolic zeros: a kernel nobody differentiates (an ascent differentiates the
+# image only) gets no cotangent, so its pullback is neither traced nor lowered (tracing that pullback
+# was most of the time spent tracing a Winograd step). The residual holds x only when it is needed.
+
 def _fwd(x, w, m):
-    return _winograd(x, w, m), (x, w)
+    return _winograd(x.value, w.value, m), (x.value if w.perturbed else None, w.value)
 
 
 def _bwd(m, res, g):
     x, w = res
-    dx = _winograd(g, _flipped(w), m)
-    dw = jax.vjp(lambda k: conv3x3_direct(x, k), w)[1](g)[0]
-    return dx, dw
+    if type(g) is SymbolicZero:
+        return None, None
+    dw = None if x is None else jax.vjp(lambda k: conv3x3_direct(x, k), w)[1](g)[0]
+    return _winograd(g, _flipped(w), m), dw
 
 
-conv3x3_winograd.defvjp(_fwd, _bwd)
+conv3x3_winograd.defvjp(_fwd, _bwd, symbolic_zeros=True)
 
 
 def _flipped(w: jax.Array) -> jax.Array:
@@ -125,16 +131,18 @@ def _winograd_prepared(x: jax.Array, u: jax.Array, ub: jax.Array, m: int) -> jax
 
 
 def _prepared_fwd(x, u, ub, m):
-    return _tiles(x, u, m), (x, u, ub)
+    return _tiles(x.value, u.value, m), (x.value if u.perturbed else None, u.value, ub.value)
 
 
 def _prepared_bwd(m, res, g):
     x, u, ub = res
-    du = jax.vjp(lambda v: _tiles(x, v, m), u)[1](g)[0]
-    return _tiles(g, ub, m), du, jnp.zeros_like(ub)   # the output does not depend on ub
+    if type(g) is SymbolicZero:
+        return None, None, None
+    du = None if x is None else jax.vjp(lambda v: _tiles(x, v, m), u)[1](g)[0]
+    return _tiles(g, ub, m), du, None   # the output does not depend on ub
 
 
-_winograd_prepared.defvjp(_prepared_fwd, _prepared_bwd)
+_winograd_prepared.defvjp(_prepared_fwd, _prepared_bwd, symbolic_zeros=True)
 
 
 def _impl(impl: str) -> int:

@@ -80,7 +80,7 @@ def visualize_diverse(params, layer: str, filter: int, config: FilterConfig | st
     img_keys = jax.vmap(lambda b: jax.random.fold_in(fkey, b))(jnp.arange(n, dtype=jnp.uint32))
     p = jax.vmap(lambda k: start_point(cfg, k, size))(img_keys)
 
-    def step(p, opt_state, f, keys, t):
+    def step(p, opt_state, f, keys, t, real):
         p, opt_state, loss = group_step(p_model, p, opt_state, f, keys, t)
         return p, opt_state, loss[None]
 

@@ -7,6 +7,7 @@ chunks of filters, spread over the local devices (:mod:`jaxvis.backend.sharding`
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable
 
 import jax
@@ -156,6 +157,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     n = len(idx)
     group = w if sharding.platform(mesh) == 'cpu' else None  # accelerators: one operation per batch
     n_devices = 1 if mesh is None else mesh.size
+    stage = os.environ.get('JAXVIS_STAGED', '') != '0'  # read per call: the compiled steps are cached
     unit = (group or WIDTH) * n_devices
     per_device = batch_size or (group or memory.accelerator_batch(
         footprint.activation_bytes(model, layer, (size, size), params), WIDTH))
@@ -163,20 +165,16 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     bs = min(bs, ceil_div(n, unit) * unit)  # no call wider than the job: an image does not depend on it
 
     try:
-        compiled = _compiled(model, layer, cfg, mesh, size, bs, group)
+        compiled = _compiled(model, layer, cfg, mesh, size, bs, group, stage)
     except TypeError:  # a config holding an unhashable piece: compiled afresh each call
-        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, group)
+        compiled = _compiled.__wrapped__(model, layer, cfg, mesh, size, bs, group, stage)
     step, score, make_init, opt_init, to_x, from_x, prepare = compiled
     plain = params_up_to(model, params, layer)
     p = sharding.replicate(plain, mesh)
     p_step = p if prepare is None else sharding.replicate(prepare(plain), mesh)  # one copy unless prepared
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
-    live = {}  # the staged step's real slots in this chunk (it skips the padding's stem)
-
     def begin(pos, x=None):
-        if staged.takes_real(step):
-            live['real'] = int(np.argmax(pos == pos[-1])) + 1  # schedule pads by repeating the last position
         chunk = idx[pos]
         f = sharding.shard(jnp.asarray(chunk, jnp.int32), mesh)
         keys = sharding.shard(filter_keys(key, layer, chunk), mesh)
@@ -187,7 +185,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
         x = sharding.shard(jax.tree_util.tree_map(jnp.asarray, x), mesh)
         return x, opt_init(x), f, keys
 
-    out = schedule.run(begin, lambda *a: step(p_step, *a, **live), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
+    out = schedule.run(begin, lambda *a: step(p_step, *a), lambda x, f: score(p, x[..., :3], f), to_x, n, bs, cfg.steps,
                        snap_steps, progress, drop_dead)
     losses = out.losses.astype(np.float32)
     alpha = None if cfg.param.accumulate is None else out.x[..., 3].astype(np.float32)
@@ -215,14 +213,19 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int, width: int | None):
+def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: int, width: int | None,
+              stage: bool = True):
     """The jitted step, scorer, start maker, optimizer init, input maps and the step's params' ``prepare``
-    for one configuration, reused by every call with an equal one (configs from presets compare equal)."""
+    for one configuration, reused by every call with an equal one (configs from presets compare equal).
+    ``stage``: whether the step may be staged (:func:`jaxvis.visualize.staged.cut_point`)."""
     objective = cfg.objective(layer)
-    cut = staged.cut_point(model, layer, cfg, size, width)
+    cut = staged.cut_point(model, layer, cfg, size, width, stage)
     if cut is None:
         model_k = specialized(model, layer, cfg, size, width or bs)  # one plan for the step and its params
-        step = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
+        one = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
+
+        def step(params, x, opt_state, f, keys, t, real):  # one program: the padding slots run too
+            return one(params, x, opt_state, f, keys, t)
         prepare = None if model_k.prepare is None else jax.jit(model_k.prepare)
     else:  # CPU: the stem one image per call, the rest in groups
         step, prepare = staged.staged_step(model, layer, cfg, objective, cut=cut, size=size, mesh=mesh, width=width)

@@ -64,7 +64,9 @@ def run(begin: Callable, step: Callable, score: Callable, to_x: Callable, n: int
 
     begin(pos [bs] positions into the n filters, x=None or [bs, H, W, 3] model input to resume from)
       -> (x, opt_state, f, keys), batched on the devices;
-    step(x, opt_state, f, keys, t) -> (x, opt_state, loss [bs]);  score(model input, f) -> [bs];
+    step(x, opt_state, f, keys, t, real) -> (x, opt_state, loss [bs]), ``real`` the chunk's real filters
+      (slots ``real:`` repeat slot ``real - 1``; a step may skip them, as the staged step does);
+    score(model input, f) -> [bs];
     to_x: params -> model input.  progress: called with the filter-steps just done.
     """
     first = 1 if drop_dead else steps
@@ -112,7 +114,7 @@ def _chunks(pos: np.ndarray, bs: int):
 def advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: int | None):
     """The ascent loop: run steps ``ts`` of one chunk (a Python loop over one jitted step, measured faster
     than ``lax.fori_loop`` on XLA:CPU). ``state = (x, opt_state, f, keys)``; ``step(x, opt_state, f, keys,
-    t) -> (x, opt_state, loss [B])``. Snapshots are taken before each step in ``snap_steps`` and, if
+    t, real) -> (x, opt_state, loss [B])`` (:func:`run`). Snapshots are taken before each step in ``snap_steps`` and, if
     ``end`` is in ``snap_steps``, after the last. Returns (final model input ``to_x(x)`` on device,
     history [len(ts), real], snapshots [S, real, H, W, 3])."""
     x, opt_state, f, keys = state
@@ -120,7 +122,7 @@ def advance(step, state, ts: range, snap_steps, to_x, progress, real: int, end: 
     for t in ts:
         if t in snap_steps:
             snaps.append(to_x(x))
-        x, opt_state, loss = step(x, opt_state, f, keys, jnp.int32(t))
+        x, opt_state, loss = step(x, opt_state, f, keys, jnp.int32(t), real)
         hist.append(loss)
         if progress is not None:
             loss.block_until_ready()  # report work done, not work queued

@@ -15,14 +15,13 @@ to that order (an unrolled or ``lax.map``-ped stem was no faster), hence separat
 Each stage sees a fixed shape (one image, or a group of ``width``), so a filter's image still does not
 depend on the batch size or the device count. The step keeps the signature of the batched step,
 ``step((stem params, rest params), p, opt_state, f, keys, t, real=None) -> (p, opt_state, loss)``, and is
-not a jitted function itself (its stages are). ``real``: the slots from it on are padding (the engine's
+not a jitted function itself (its stages are). ``real``: the slots from it on are padding (schedule's
 chunks repeat the last filter), so the stem runs only for the first ``real`` and the padding gets copies
 of the last one's activation and input gradient; no real slot changes (values of batch mates never
 round a filter differently), a chunk of 4 filters at width 8 costs 4 stem images, not 8.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import jax
@@ -37,14 +36,16 @@ from jaxvis.visualize.start import image_input, start_point
 from jaxvis.visualize.step import specialized, update
 
 
-def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, width: int | None) -> str | None:
+def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, width: int | None,
+              enabled: bool = True) -> str | None:
     """The layer after which the step is cut (the model's ``stem``), or None for an unstaged step: not
-    on CPU (``width`` None), no ``stem`` hook or none for this layer and size, several views per image,
-    bfloat16 (the cut would store ``h`` in bf16 where one program keeps f32), an objective that fails
-    without the stem's layers, or ``JAXVIS_STAGED=0``. An objective that only *iterates* over the
-    activations (``acts.values()``) is not detected: it sees the rest's layers only."""
-    if (width is None or size is None or model.stem is None or model.resume is None or cfg.dtype != 'float32'
-            or os.environ.get('JAXVIS_STAGED', '') == '0'):
+    on CPU (``width`` None), no ``stem``/``resume``/``prune`` hook or no stem for this layer and size,
+    several views per image, bfloat16 (the cut would store ``h`` in bf16 where one program keeps f32),
+    an objective whose value depends on a stem layer (read by name or by iterating ``acts.values()``:
+    :func:`reads_stem`) or that fails without the stem's layers, or ``enabled`` False (the engine passes
+    ``JAXVIS_STAGED != '0'``)."""
+    if (not enabled or width is None or size is None or None in (model.stem, model.resume, model.prune)
+            or cfg.dtype != 'float32'):
         return None
     cut = model.stem(size, layer)
     if cut is None:
@@ -55,13 +56,29 @@ def cut_point(model: Model, layer: str, cfg: FilterConfig, size: int | None, wid
     if x.ndim != 3:
         return None
     rest = forward(model, layer, after=cut)
-    h = jax.eval_shape(lambda q: forward(model, cut)(model.init(key), q[None])[cut], x)
+    stem_acts = jax.eval_shape(lambda q: forward(model, cut)(model.init(key), q[None]), x)
     objective = cfg.objective(layer)
+
+    def rest_and_objective(a):
+        acts = rest(model.init(key), a)
+        objective(acts, jnp.int32(0))  # traced: does it evaluate without the stem's layers?
+        return acts
     try:
-        jax.eval_shape(lambda a: objective(rest(model.init(key), a), jnp.int32(0)), h)
+        rest_acts = jax.eval_shape(rest_and_objective, stem_acts[cut])
     except Exception:  # noqa: BLE001 - an objective that needs a stem layer: the one-program step
         return None
-    return cut
+    return None if reads_stem(objective, stem_acts, rest_acts) else cut
+
+
+def reads_stem(objective, stem_acts: dict, rest_acts: dict) -> bool:
+    """Whether ``objective(acts, f)``'s value depends on a layer of ``stem_acts`` when it is given the
+    one-program step's activations (``stem_acts`` and ``rest_acts`` together, ``{layer: ShapeDtypeStruct}``):
+    its jaxpr reads that layer's input. Traced only, never run."""
+    acts = {**stem_acts, **rest_acts}
+    names = list(acts)
+    jaxpr = jax.make_jaxpr(lambda *a: objective(dict(zip(names, a)), jnp.int32(0)))(*acts.values()).jaxpr
+    read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
+    return any(id(v) in read for name, v in zip(names, jaxpr.invars) if name in stem_acts)
 
 
 def split_params(model: Model, cut: str, params):
@@ -145,13 +162,7 @@ def make_staged(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: 
         p, opt_state = finishes(p, opt_state, _assemble(dxs, dh), keys, t)
         return p, opt_state, loss
 
-    step.real_slots = True
     return step
-
-
-def takes_real(step) -> bool:
-    """Whether ``step`` takes ``real=`` (a staged step: it skips the padding's stem)."""
-    return getattr(step, 'real_slots', False)
 
 
 def _per_device(tree) -> dict:
