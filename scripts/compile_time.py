@@ -33,9 +33,9 @@ EVENTS = {'/jax/core/compile/backend_compile_duration': 'xla_compile',
           '/jax/compilation_cache/cache_retrieval_time_sec': 'cache_read'}
 
 
-def child(args: list[str]) -> int:
-    """In the child process: run the CLI, then print one line of sums (and, with ``JAXVIS_COMPILE_TOP``,
-    a line of the functions that took longest to trace + compile)."""
+def child(args: list[str], top: int) -> int:
+    """In the child process: run the CLI, then print one line of sums (and, with ``top``, a line of the
+    ``top`` functions that took longest to trace + compile)."""
     from jax import monitoring
 
     totals, per_fun = collections.Counter(), collections.Counter()
@@ -52,7 +52,6 @@ def child(args: list[str]) -> int:
     wall = time.perf_counter() - t
     parts = ' '.join(f'{name} {totals[event]:.2f}' for event, name in EVENTS.items())
     sys.stderr.write(f'compile_time: rc {rc} wall {wall:.2f} {parts}\n')
-    top = int(os.environ.get('JAXVIS_COMPILE_TOP', '0'))
     if top:
         sys.stderr.write('compile_top: ' + ', '.join(f'{f} {d:.2f}' for f, d in per_fun.most_common(top)) + '\n')
     return rc
@@ -71,7 +70,7 @@ def main() -> int:
     if not cmd:
         ap.error('give the jaxvis command after --, e.g. -- filters --layer block5_conv1 --filters 0:8')
     if a.child:
-        return child(cmd)
+        return child(cmd, a.top)
     given = {c.split('=', 1)[0] for c in cmd}
     if '--weights' not in given and cmd[0] in ('filters', 'atlas', 'dream'):
         from jaxvis.edge.weights import resolve
@@ -83,12 +82,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if k not in ('JAX_COMPILATION_CACHE_DIR', 'JAXVIS_COMPILE_CACHE')}
         env['JAXVIS_CACHE'] = os.path.join(cache, 'jaxvis')
-        env['JAXVIS_COMPILE_TOP'] = str(a.top)
         for run in range(a.runs):
             own_out = '--out' not in given and cmd[0] in ('filters', 'atlas')
             out = ['--out', os.path.join(cache, f'out{run}')] if own_out else []
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, __file__, '--child', '--', *cmd, *out], env=env,
+            p = subprocess.run([sys.executable, __file__, '--child', '--top', str(a.top), '--', *cmd, *out], env=env,
                                capture_output=True, text=True)
             process = time.perf_counter() - t
             line = [ln for ln in p.stderr.splitlines() if ln.startswith('compile_time:')]

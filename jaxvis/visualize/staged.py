@@ -14,7 +14,7 @@ to that order (an unrolled or ``lax.map``-ped stem was no faster), hence separat
 
 Each stage sees a fixed shape (one image, or a group of ``width``), so a filter's image still does not
 depend on the batch size or the device count. The step keeps the signature of the batched step,
-``step((stem params, rest params), p, opt_state, f, keys, t, real=None) -> (p, opt_state, loss)``, and is
+``step((stem params, rest params), p, opt_state, f, keys, t, real) -> (p, opt_state, loss)``, and is
 not a jitted function itself (its stages are). ``real``: the slots from it on are padding (schedule's
 chunks repeat the last filter), so the stem runs only for the first ``real`` and the padding gets copies
 of the last one's activation and input gradient; no real slot changes (values of batch mates never
@@ -142,14 +142,14 @@ def make_staged(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: 
     stem_j = xla.jit(stem)
     back_j = xla.jit(stem_back)
 
-    def step(params, p, opt_state, f, keys, t, real=None):
+    def step(params, p, opt_state, f, keys, t, real):
         p_stem, p_rest = params
         x = heads(p, keys, t)
         on = _per_device(p_stem)
         pulls, hs = {}, []
         for shard in x.addressable_shards:
             d, n = shard.device, shard.data.shape[0]
-            k = n if real is None else min(max(real - (shard.index[0].start or 0), 1), n)
+            k = min(max(real - (shard.index[0].start or 0), 1), n)  # this device's real slots, >= 1
             outs = [stem_j(on[d], shard.data, i, t) for i in range(k)]
             pulls[d] = [pull for _, pull in outs]
             hs.append(jnp.concatenate([h for h, _ in outs] + [outs[-1][0]] * (n - k)))
