@@ -111,7 +111,35 @@ def test_the_plan_follows_the_table():
     plan = plan_mod.conv_plan(convs, 8, 'auto', kernel=cheap, backend='cpu')
     assert plan == (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd2'), ('block2_conv2', 'winograd4'),
                     ('block3_conv1', 'winograd2'))
-    assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=conv3x3, backend='cpu') == ()
+    # bf16 has its own rows: none measured yet and measuring off -> every convolution direct
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('JAXVIS_TUNE', '0')
+        assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=cheap, backend='cpu') == ()
+    for name, side, c_in, c_out in convs:
+        if c_in >= tune.MIN_CHANNELS:
+            tune._TABLE[f'{side},{c_in},{c_out},8,bfloat16'] = {'direct': 1.0, 'winograd2': 0.5 if c_in > 64 else 2.0}
+    assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=cheap, backend='cpu') == (
+        ('block2_conv2', 'winograd2'), ('block3_conv1', 'winograd2'))
+    assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=cheap, backend='gpu') == ()
+
+
+def test_bf16_measures_direct_and_f2_only_in_bf16():
+    """In bf16 F(4x4) is not a candidate (its bf16 products are off by 7%); the timed step runs in bf16,
+    a row of its own beside float32's."""
+    seen = []
+
+    def conv(x, w, impl):
+        seen.append((impl, x.dtype, w.dtype))
+        return cheap(x, w, impl)
+    got = tune.best_impl(conv, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer([1.0] * 3 + [0.5] * 3),
+                         dtype='bfloat16')
+    assert got == 'winograd2' and tune.table()['timings'] == {'4,64,8,1,bfloat16': {'direct': 1.0, 'winograd2': 0.5}}
+    assert {impl for impl, *_ in seen} == {'direct', 'winograd2'}
+    assert {(str(x), str(w)) for _, x, w in seen} == {("bfloat16", "bfloat16")}
+    # the float32 row of the same shape is another measurement (all three candidates)
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer(timings_for(1.0, 2.0, 3.0))) \
+        == 'direct'
+    assert set(tune.table()['timings']) == {'4,64,8,1,bfloat16', '4,64,8,1'}
 
 
 def test_table_kept_on_disk_per_machine(monkeypatch):

@@ -1,5 +1,6 @@
 """Winograd convolutions against a plain numpy convolution and lax; the per-layer plan; CPU options."""
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -54,6 +55,39 @@ def test_exact_small_array():
     want = x[0, :, :, 0] + 10 * np.pad(x[0, :, 1:, 0], ((0, 0), (0, 1)))
     for m in (2, 4):
         np.testing.assert_allclose(np.asarray(conv3x3_winograd(x, w, m))[0, :, :, 0], want, rtol=1e-6, atol=1e-4)
+
+
+def _dots(jaxpr):
+    """Every dot_general of a (closed) jaxpr and its sub-jaxprs: ``(operand dtypes, result dtype)``."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == 'dot_general':
+            out.append((tuple(str(v.aval.dtype) for v in eqn.invars), str(eqn.outvars[0].aval.dtype)))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            out += _dots(sub)
+    return out
+
+
+def test_bf16_winograd_products_are_bf16_dots_with_fp32_results():
+    """In bf16, F(2x2)'s products are bf16 dots with float32 results (YNNPACK's, AMX where the CPU has
+    it) around float32 transforms: the output (bf16) and the input gradient stay within bf16 rounding of
+    the exact convolution of the same bf16 numbers."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 12, 12, 16)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((3, 3, 16, 8)) * 0.2, jnp.bfloat16)
+    xf, wf = np.asarray(x, np.float32), np.asarray(w, np.float32)
+    k = prepare(w, 'winograd2')
+    y = conv3x3_prepared(x, k, 'winograd2')
+    assert y.dtype == jnp.bfloat16
+    assert rel_err(y, numpy_conv(xf, wf)) < 1e-2
+    dots = _dots(jax.make_jaxpr(lambda x: conv3x3_prepared(x, k, 'winograd2'))(x).jaxpr)
+    assert len(dots) == 16 and set(dots) == {(('bfloat16', 'bfloat16'), 'float32')}
+    ct = jnp.asarray(rng.standard_normal((2, 12, 12, 8)), jnp.bfloat16)
+    _, pull = jax.vjp(lambda a: conv3x3_prepared(a, k, 'winograd2'), x)
+    want = jax.vjp(lambda a: conv3x3_direct(a, jnp.asarray(wf)), jnp.asarray(xf))[1](jnp.asarray(ct, jnp.float32))[0]
+    assert rel_err(pull(ct)[0], np.asarray(want)) < 1e-2
+    # float32 stays float32 throughout
+    assert set(_dots(jax.make_jaxpr(lambda x: conv3x3_winograd(x, wf, 2))(xf).jaxpr)) == {(('float32', 'float32'), 'float32')}
 
 
 @pytest.mark.parametrize('m', [2, 4])
@@ -203,8 +237,11 @@ def test_compiler_options(monkeypatch):
     # the options compile and do not change what a program computes
     f = jax.jit(lambda x: jnp.sum(x * 2), compiler_options=opts)
     assert float(f(jnp.arange(4.0))) == 12.0
+    # bf16 steps keep YNNPACK's dots (bf16 dots with fp32 results: the AMX path), nothing else of it
+    assert tuning.compiler_options('cpu', 'bfloat16') == {
+        'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
     monkeypatch.setenv('JAXVIS_XLA_DEFAULTS', '1')
-    assert tuning.compiler_options('cpu') is None
+    assert tuning.compiler_options('cpu') is None and tuning.compiler_options('cpu', 'bfloat16') is None
 
 
 def test_model_rejects_unknown_conv():

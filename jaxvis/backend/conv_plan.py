@@ -1,10 +1,11 @@
 """Which 3x3 convolutions of a VGG-style network run as Winograd F(4x4, 3x3) or F(2x2, 3x3)
-(:mod:`jaxvis.models.winograd`) instead of directly, on CPU in float32.
+(:mod:`jaxvis.models.winograd`) instead of directly, on CPU.
 
 'auto' asks :mod:`.tune`, which measures each convolution shape on this machine once; with measuring
-off (``JAXVIS_TUNE=0``) the static rule below applies, set from per-layer timings on a 2-core AVX2
-EPYC at batch 4, 16 and 32 (docs/performance.md). On other backends or dtypes every convolution is
-XLA's own.
+off (``JAXVIS_TUNE=0``) the static rule below applies in float32, set from per-layer timings on a
+2-core AVX2 EPYC at batch 4, 16 and 32 (docs/performance.md), and every bfloat16 convolution stays
+direct. In bfloat16 only F(2x2) is a candidate (:func:`jaxvis.backend.tune.impls`): its products are
+bf16 dots, which reach an Intel CPU's AMX tiles. On other backends every convolution is XLA's own.
 """
 from __future__ import annotations
 
@@ -24,19 +25,19 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     convs: ``((name, side, c_in, c_out), ...)``: each 3x3 'SAME' convolution with its input side in
       pixels and its channels, in forward order.
     batch: images per operation on one device (the engine's group width, not the job's size).
-    mode: 'direct' (none), 'winograd2'/'winograd4' (every conv), or 'auto': on CPU in float32 the
-      measured choice (:func:`jaxvis.backend.tune.best_impl`, which times ``kernel``), or the static rule;
-      on other backends or dtypes, none.
+    mode: 'direct' (none), 'winograd2'/'winograd4' (every conv), or 'auto': on CPU the measured choice
+      in ``dtype`` (:func:`jaxvis.backend.tune.best_impl`, which times ``kernel``), or without ``kernel``
+      or measuring the static rule (float32) or none (bfloat16); on other backends, none.
     whole: 'auto' times the convolutions as one chain (a staged step's stem,
       :func:`jaxvis.backend.tune_chain.best_chain`) and gives all of them the one choice.
     """
     if mode not in CONV_MODES:
         raise ValueError(f'conv must be one of {CONV_MODES}, got {mode!r}')
-    if mode == 'direct' or (mode == 'auto' and (dtype != 'float32' or backend_name(backend) != 'cpu')):
+    if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16') or backend_name(backend) != 'cpu')):
         return ()
     if mode != 'auto':
         return tuple((name, mode) for name, *_ in convs)
-    if whole and kernel is not None and convs:
+    if whole and kernel is not None and convs and dtype == 'float32':
         keys = [tune.Key(int(side), int(c_in), int(c_out), int(batch)) for _, side, c_in, c_out in convs]
         impl = tune_chain.best_chain(kernel, keys, lambda: None)
         if impl is not None:
@@ -44,8 +45,8 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
                          if impl != 'direct' and tune_chain._impl_of(k, impl) == impl)
     plan = []
     for name, side, c_in, c_out in convs:
-        rule = lambda side=side, c_in=c_in: static_rule(side, c_in, batch)
-        impl = rule() if kernel is None else tune.best_impl(kernel, side, c_in, c_out, batch, rule)
+        rule = (lambda side=side, c_in=c_in: static_rule(side, c_in, batch)) if dtype == 'float32' else (lambda: 'direct')
+        impl = rule() if kernel is None else tune.best_impl(kernel, side, c_in, c_out, batch, rule, dtype=dtype)
         if impl != 'direct':
             plan.append((name, impl))
     return tuple(plan)

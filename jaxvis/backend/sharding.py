@@ -69,19 +69,20 @@ def replicate(tree, mesh: Mesh | None):
 
 
 def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None,
-                  width: int | None = None) -> Callable:
+                  width: int | None = None, dtype: str = 'float32') -> Callable:
     """``jit(vmap(fn, in_axes))``, and with a mesh, under ``shard_map`` on the filter axis.
 
     Arguments with ``in_axes`` 0 are split across devices (their leading size must be a multiple of
     ``mesh.size``), those with None are replicated; every output is split along its leading axis.
     With ``width``, each device runs its share as ``lax.map`` over groups of ``width`` (its share must be
     a multiple of it): every operation then sees the same shape whatever the share, which on XLA:CPU
-    makes the results independent of the batch size, bit for bit.
+    makes the results independent of the batch size, bit for bit. ``dtype``: the network's precision
+    (:func:`jaxvis.backend.xla.compiler_options`).
     """
     batched = jax.vmap(fn, in_axes=tuple(in_axes))
     if width is not None:
         batched = in_groups(batched, in_axes, width)
-    jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform(mesh)))
+    jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform(mesh), dtype))
     if mesh is None:
         return jit(batched)
     specs = tuple(P() if a is None else P(AXIS) for a in in_axes)

@@ -45,6 +45,13 @@ class Key(NamedTuple):
     c_in: int
     c_out: int
     batch: int
+    dtype: str = 'float32'   # the network's precision: 'float32' or 'bfloat16'
+
+
+def impls(dtype: str = 'float32') -> tuple[str, ...]:
+    """The implementations timed in ``dtype``: in bf16 not F(4x4), whose products in bf16 are off by 7%
+    of the output's range (F(2x2): 4e-3, as a direct bf16 convolution; docs/performance.md)."""
+    return IMPLS if dtype == 'float32' else ('direct', 'winograd2')
 
 
 def machine_id() -> str:
@@ -96,7 +103,7 @@ def measuring() -> bool:
 
 
 def _key(k: Key) -> str:
-    return f'{k.side},{k.c_in},{k.c_out},{k.batch}'
+    return f'{k.side},{k.c_in},{k.c_out},{k.batch}' + ('' if k.dtype == 'float32' else f',{k.dtype}')
 
 
 def _as_is(w, impl):
@@ -117,7 +124,7 @@ def as_kernel(conv: Conv) -> Kernel:
     return conv if isinstance(conv, Kernel) else Kernel(conv)
 
 
-def timed_step(conv: Conv, impl: str) -> Callable:
+def timed_step(conv: Conv, impl: str, dtype: str = 'float32') -> Callable:
     """The jitted work timed: ``(x [N,H,W,C], k, ct [N,H,W,K]) -> (y, dx)``, the convolution and its
     input gradient for the cotangent ``ct``. Both are returned: the input gradient of a linear map
     needs no forward, so XLA would drop the forward from a step that returned only ``dx``."""
@@ -126,19 +133,20 @@ def timed_step(conv: Conv, impl: str) -> Callable:
     def fwd_and_grad(x, k, ct):
         y, pull = jax.vjp(lambda a: kern.conv(a, k, impl), x)
         return y, pull(ct)[0]
-    return jax.jit(fwd_and_grad, compiler_options=compiler_options())
+    return jax.jit(fwd_and_grad, compiler_options=compiler_options(dtype=dtype))
 
 
 def time_impl(conv: Conv, impl: str, k: Key, timer: Callable[[], float] = time.perf_counter) -> float:
     """Median seconds of one forward + input-gradient of a ``k`` convolution (:func:`timed_step`), its
-    kernel prepared before the clock starts; each timed run is :func:`calls_per_run` calls."""
+    kernel prepared before the clock starts; each timed run is :func:`calls_per_run` calls. The image
+    kernel and cotangent are in ``k.dtype``."""
     kern = as_kernel(conv)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((k.batch, k.side, k.side, k.c_in)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((k.batch, k.side, k.side, k.c_in)), k.dtype)
     w = jax.block_until_ready(kern.prepare(
-        jnp.asarray(rng.standard_normal((3, 3, k.c_in, k.c_out)) * 0.05, jnp.float32), impl))
-    ct = jnp.ones((k.batch, k.side, k.side, k.c_out), jnp.float32)
-    step = timed_step(kern, impl)
+        jnp.asarray(rng.standard_normal((3, 3, k.c_in, k.c_out)) * 0.05, k.dtype), impl))
+    ct = jnp.ones((k.batch, k.side, k.side, k.c_out), k.dtype)
+    step = timed_step(kern, impl, k.dtype)
     jax.block_until_ready(step(x, w, ct))
     return statistics.median(per_call(lambda: step(x, w, ct), calls_per_run(k), REPEATS, timer))
 
@@ -162,7 +170,7 @@ def calls_per_run(k: Key) -> int:
 
 def measure(conv: Conv, k: Key, timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Time every implementation for ``k`` and remember it (the table); returns ``{impl: seconds}``."""
-    timings = {impl: time_impl(conv, impl, k, timer) for impl in IMPLS}
+    timings = {impl: time_impl(conv, impl, k, timer) for impl in impls(k.dtype)}
     remember(_key(k), timings)
     return timings
 
@@ -181,10 +189,10 @@ def choose(timings: dict[str, float]) -> str:
 
 
 def best_impl(conv: Conv, side: int, c_in: int, c_out: int, batch: int, default: Callable[[], str],
-              timer: Callable[[], float] = time.perf_counter) -> str:
-    """The measured choice for this convolution (measuring ``conv``'s implementations now if the table
-    lacks it and measuring is on); ``default()`` when it is off and nothing was measured."""
-    k = Key(int(side), int(c_in), int(c_out), int(batch))
+              timer: Callable[[], float] = time.perf_counter, dtype: str = 'float32') -> str:
+    """The measured choice for this convolution in ``dtype`` (measuring ``conv``'s implementations now
+    if the table lacks it and measuring is on); ``default()`` when it is off and nothing was measured."""
+    k = Key(int(side), int(c_in), int(c_out), int(batch), dtype)
     if c_in < MIN_CHANNELS or side < 2:
         return 'direct'
     timings = _TABLE.get(_key(k))

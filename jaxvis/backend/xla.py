@@ -2,9 +2,13 @@
 
 jaxlib 0.10 sends convolutions and dots to YNNPACK by default; on our 2-core AVX2 machines Eigen's
 were about 1.3x faster over VGG16's 11 convolutions up to block5_conv1 (forward + input gradient,
-batch 16; ``scripts/conv_layers.py``, docs/performance.md), so jaxvis compiles its steps with YNNPACK
-off. The options are set per ``jit`` call, never through a global ``XLA_FLAGS``;
-``JAXVIS_XLA_DEFAULTS=1`` keeps XLA's choice. On a GPU/TPU backend nothing is set.
+batch 16; ``scripts/conv_layers.py``, docs/performance.md), so jaxvis compiles its float32 steps with
+YNNPACK off. A bfloat16 step keeps YNNPACK for its dots only: YNNPACK's bf16 dot with float32 results is
+the one operation of XLA:CPU that reaches the AMX tiles of an Intel CPU (1233-1447 GFLOP/s against 284
+for an fp32 matmul, 2-core Xeon, docs/performance.md), and the Winograd products of a bf16 step are such
+dots (:mod:`jaxvis.models.winograd`); its convolutions stay Eigen's. The options are set per ``jit``
+call, never through a global ``XLA_FLAGS``; ``JAXVIS_XLA_DEFAULTS=1`` keeps XLA's choice. On a GPU/TPU
+backend nothing is set.
 """
 from __future__ import annotations
 
@@ -14,7 +18,11 @@ import os
 import jax
 import numpy as np
 
-_CPU_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type', ''),)  # no YNNPACK fusions: Eigen convs and dots
+_YNN = 'xla_cpu_experimental_ynn_fusion_type'
+_CPU_OPTIONS = {
+    'float32': ((_YNN, ''),),  # no YNNPACK fusions: Eigen convs and dots
+    'bfloat16': ((_YNN, 'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'),),  # YNNPACK dots only
+}
 
 
 def backend_name(backend: str | None = None) -> str:
@@ -22,22 +30,24 @@ def backend_name(backend: str | None = None) -> str:
 
 
 @functools.cache
-def _cpu_options_work() -> bool:
+def _cpu_options_work(dtype: str = 'float32') -> bool:
     """Whether this jaxlib accepts the CPU options (an unknown option would fail every compile)."""
     try:
-        jax.jit(lambda x: x + 1, compiler_options=dict(_CPU_OPTIONS)).lower(np.float32(0)).compile()
+        jax.jit(lambda x: x + 1, compiler_options=dict(_CPU_OPTIONS[dtype])).lower(np.float32(0)).compile()
     except Exception:  # noqa: BLE001 - any refusal means: leave XLA's defaults alone
         return False
     return True
 
 
-def compiler_options(backend: str | None = None) -> dict | None:
-    """``compiler_options`` for ``jax.jit`` of jaxvis's steps: Eigen convolutions on CPU, else None."""
+def compiler_options(backend: str | None = None, dtype: str = 'float32') -> dict | None:
+    """``compiler_options`` for ``jax.jit`` of jaxvis's steps in ``dtype`` ('float32' or 'bfloat16', the
+    network's precision): on CPU Eigen convolutions, and YNNPACK's dots in bf16; else None."""
     if os.environ.get('JAXVIS_XLA_DEFAULTS', '') not in ('', '0') or backend_name(backend) != 'cpu':
         return None
-    return dict(_CPU_OPTIONS) if _cpu_options_work() else None
+    dtype = 'bfloat16' if dtype == 'bfloat16' else 'float32'
+    return dict(_CPU_OPTIONS[dtype]) if _cpu_options_work(dtype) else None
 
 
-def jit(fn, **kw):
-    """``jax.jit(fn, compiler_options=compiler_options(), **kw)`` (the options read when called)."""
-    return jax.jit(fn, compiler_options=compiler_options(), **kw)
+def jit(fn, dtype: str = 'float32', **kw):
+    """``jax.jit(fn, compiler_options=compiler_options(dtype=dtype), **kw)``."""
+    return jax.jit(fn, compiler_options=compiler_options(dtype=dtype), **kw)

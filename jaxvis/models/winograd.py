@@ -56,8 +56,9 @@ def _combine(coefs: np.ndarray, arrays: list) -> jax.Array:
 
 
 def _product(d: jax.Array, u: jax.Array) -> jax.Array:
-    """One tile position's product: transformed input ``[N, ht, wt, C]`` @ transformed kernel ``[C, K]``."""
-    return jnp.einsum('nhwc,ck->nhwk', d, u)
+    """One tile position's product: transformed input ``[N, ht, wt, C]`` @ transformed kernel ``[C, K]``,
+    in their dtype with float32 results (for bf16: YNNPACK's bf16 dot, AMX where the CPU has it)."""
+    return jnp.einsum('nhwc,ck->nhwk', d, u, preferred_element_type=jnp.float32)
 
 
 def kernel_transform(w: jax.Array, m: int) -> jax.Array:
@@ -73,9 +74,12 @@ def _winograd(x: jax.Array, w: jax.Array, m: int, product=_product) -> jax.Array
 
 
 def _tiles(x: jax.Array, u: jax.Array, m: int, product=_product) -> jax.Array:
-    """The forward pass with the kernel transformed: x ``[N, H, W, C]``, u ``[m + 2, m + 2, C, K]``."""
+    """The forward pass with the kernel transformed: x ``[N, H, W, C]``, u ``[m + 2, m + 2, C, K]`` ->
+    ``[N, H, W, K]`` in x's dtype. The transforms run in float32 whatever x's dtype (XLA:CPU's bf16
+    arithmetic is slower than its fp32), the products in u's dtype with float32 results."""
     bt, _, at = TRANSFORMS[m]
     t = m + 2
+    dtype, x = x.dtype, x.astype(jnp.float32)
     n, h, wd, _ = x.shape
     ht, wt = -(-h // m), -(-wd // m)
     # Zero rows/columns past the image change nothing: 'SAME' pads with zeros there anyway.
@@ -85,11 +89,11 @@ def _tiles(x: jax.Array, u: jax.Array, m: int, product=_product) -> jax.Array:
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
         for b in range(t):
-            prod[a, b] = product(_combine(bt[b], rows), u[a, b])
+            prod[a, b] = product(_combine(bt[b], rows).astype(u.dtype), u[a, b])
     cols = [[_combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
     y = jnp.stack([jnp.stack([_combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
                    for p in range(m)], axis=2)  # [N, ht, m, wt, m, K]
-    return y.reshape(n, ht * m, wt * m, -1)[:, :h, :wd]
+    return y.reshape(n, ht * m, wt * m, -1)[:, :h, :wd].astype(dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

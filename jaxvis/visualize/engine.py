@@ -222,7 +222,8 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
     cut = staged.cut_point(model, layer, cfg, size, width, stage)
     if cut is None:
         model_k = specialized(model, layer, cfg, size, width or bs)  # one plan for the step and its params
-        one = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width)
+        one = batched(make_step(model, layer, cfg, objective, size=size, batch=width or bs, runs=model_k), mesh, width,
+                      cfg.dtype)
 
         def step(params, x, opt_state, f, keys, t, real):  # one program: the padding slots run too
             return one(params, x, opt_state, f, keys, t)

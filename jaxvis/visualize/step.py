@@ -127,10 +127,11 @@ def make_score(model: Model, layer: str, objective) -> Callable:
     return lambda params, x, f: objective(fwd(params, x[None]), f)
 
 
-def batched(step: Callable, mesh=None, width: int | None = None) -> Callable:
+def batched(step: Callable, mesh=None, width: int | None = None, dtype: str = 'float32') -> Callable:
     """``jit(vmap(step))`` over images, optimizer states, filters and keys (params and t shared).
 
     With a ``mesh`` (:func:`jaxvis.backend.sharding.filter_mesh`) the batch is split over its devices;
-    with ``width``, each device's share runs in groups of that many (:func:`~jaxvis.backend.sharding.in_groups`).
+    with ``width``, each device's share runs in groups of that many (:func:`~jaxvis.backend.sharding.in_groups`);
+    ``dtype``, the network's precision, picks the compiler options (:func:`jaxvis.backend.xla.compiler_options`).
     """
-    return sharding.shard_batched(step, (None, 0, 0, 0, 0, None), mesh, width)
+    return sharding.shard_batched(step, (None, 0, 0, 0, 0, None), mesh, width, dtype)
