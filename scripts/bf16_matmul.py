@@ -10,8 +10,11 @@ CPU's bf16 flags from /proc/cpuinfo (``avx512_bf16``: AVX-512 BF16 dot products;
 
 Then the same convolution written as dots, to see whether XLA's bf16 dot reaches a convolution: im2col
 (the 9 shifted copies side by side, one ``[N*H*W, 9C] @ [9C, K]`` dot), 9 shifted dots summed, and
-Winograd F(4x4, 3x3) with its 36 products as bf16 dots (transforms in fp32); each with fp32 results,
-and its error relative to the fp32 convolution's largest value.
+Winograd F(2x2, 3x3) and F(4x4, 3x3) with their 16 / 36 products as bf16 dots (transforms in fp32); each
+with fp32 results, and its error relative to the fp32 convolution's largest value. The bf16 forms are
+compiled with jaxvis's bf16 options (YNNPACK's dots, :func:`jaxvis.backend.xla.compiler_options`), the
+fp32 ones with its fp32 options. These include the kernel's transform in every call; the engine's
+prepared kernels do not (``jaxvis tune`` and ``scripts/conv_layers.py`` time that form).
 """
 from __future__ import annotations
 
@@ -110,8 +113,10 @@ def as_dots(repeats: int) -> dict[str, float]:
                      ('im2col bf16', lambda x, w: im2col(x, w, jnp.bfloat16)),
                      ('shifted dots fp32', lambda x, w: shifted_dots(x, w, jnp.float32)),
                      ('shifted dots bf16', lambda x, w: shifted_dots(x, w, jnp.bfloat16)),
+                     ('winograd2 bf16 dots', lambda x, w: W._winograd(x, w, 2, product=bf16_product)),
                      ('winograd4 bf16 dots', lambda x, w: W._winograd(x, w, 4, product=bf16_product))):
-        jf = jax.jit(fn, compiler_options=xla.compiler_options('cpu'))
+        # jaxvis's options for the precision: bf16 keeps YNNPACK's dots (the AMX path), fp32 Eigen's
+        jf = jax.jit(fn, compiler_options=xla.compiler_options('cpu', 'bfloat16' if 'bf16' in name else 'float32'))
         out['conv as ' + name] = CONV_FLOPS / best(lambda: jf(x, w), repeats) / 1e9
         out['error ' + name] = f'{float(jnp.max(jnp.abs(jf(x, w) - ref)) / jnp.max(jnp.abs(ref))):.1e}'
     return out

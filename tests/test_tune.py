@@ -173,6 +173,13 @@ def test_tune_command_prints_and_keeps_the_table(monkeypatch, capsys):
     assert 'batch 4 per call' in capsys.readouterr().out
     kept = json.loads(tuning.path().read_text())['timings']
     assert '16,64,128,4' in kept and '8,128,256,8' in kept  # the width-8 plan is not forgotten
+    # bf16: its own rows, direct against F2 only, and no stem line (a bf16 step is one program)
+    assert main(['tune', '--size', '32', '--layer', 'block3_conv1', '--dtype', 'bfloat16']) == 0
+    out = capsys.readouterr().out
+    assert '| layer | side | in -> out | direct | winograd2 | auto picks |' in out and 'stem' not in out
+    assert '| block2_conv1 | 16 | 64 -> 128 | 2000.0 (x1.00) | 1000.0 (x2.00) | winograd2 |' in out
+    kept = json.loads(tuning.path().read_text())['timings']
+    assert kept['8,128,256,8,bfloat16'] == {'direct': 4.0, 'winograd2': 2.0} and '8,128,256,8' in kept
     assert main(['tune', '--layer', 'pool9']) == 2
     assert 'pool9' in capsys.readouterr().err
     assert main(['tune', '--width', '0']) == 2

@@ -24,6 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--layer', default='block5_conv1', help='deepest layer (default block5_conv1)')
     p.add_argument('--width', type=int, default=None,
                    help=f'images per operation, as filters/atlas --width (default {WIDTH})')
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                   help="the network's precision, as the library's dtype= (bfloat16: direct against F(2x2) "
+                        'with bf16 products; default float32)')
     p.set_defaults(run=run)
     return p
 
@@ -37,18 +40,19 @@ def run(args: argparse.Namespace) -> int:
     os.environ['JAXVIS_TUNE'] = '1'
     tune.clear()
     tuning.use_disk_cache()  # re-measure these shapes; keep the rest (other widths, sizes, layers)
-    print(f'{tune.machine_id()}; batch {width} per call, {args.size}x{args.size}; '
+    impls = tune.impls(args.dtype)
+    print(f'{tune.machine_id()}; batch {width} per call, {args.size}x{args.size}, {args.dtype}; '
           'ms for forward + input gradient (x = speed-up over direct)')
-    print('| layer | side | in -> out | ' + ' | '.join(tune.IMPLS) + ' | auto picks |')
-    print('|---' * (len(tune.IMPLS) + 4) + '|')
+    print('| layer | side | in -> out | ' + ' | '.join(impls) + ' | auto picks |')
+    print('|---' * (len(impls) + 4) + '|')
     for name, side, c_in, c_out in convs:
         if c_in < tune.MIN_CHANNELS:
-            print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in tune.IMPLS) + ' | direct |')
+            print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join('-' for _ in impls) + ' | direct |')
             continue
-        t = tune.measure(KERNEL, tune.Key(side, c_in, c_out, width))
-        cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in tune.IMPLS]
+        t = tune.measure(KERNEL, tune.Key(side, c_in, c_out, width, args.dtype))
+        cells = [f'{1e3 * t[i]:.1f} (x{t["direct"] / t[i]:.2f})' for i in impls]
         print(f'| {name} | {side} | {c_in} -> {c_out} | ' + ' | '.join(cells) + f' | {tune.choose(t)} |', flush=True)
-    stem = vgg_model(args.model).stem(args.size, args.layer)
+    stem = vgg_model(args.model).stem(args.size, args.layer) if args.dtype == 'float32' else None  # bf16: one program
     if stem is not None:  # the staged step's stem: one image per call, one choice for the chain
         chain = [tune.Key(side, c_in, c_out, 1) for _, side, c_in, c_out in _convs(BLOCKS[args.model], args.size, stem)]
         t = tune_chain.measure_chain(KERNEL, chain)
