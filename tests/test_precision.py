@@ -58,3 +58,21 @@ def test_bf16_close_to_fp32(pair):
 def test_bad_dtype():
     with pytest.raises(JaxvisError, match='dtype'):
         preset('seed', dtype='float16')
+
+
+def test_a_bf16_step_is_compiled_with_bf16_options(monkeypatch):
+    """The engine's step asks for bf16's compiler options (YNNPACK's dots: the AMX path), float32's for fp32."""
+    from conftest import random_params
+    from jaxvis.backend import xla
+    from jaxvis.models.vgg import TINY_BLOCKS
+    from jaxvis.visualize import engine
+    real, asked = xla.compiler_options, []
+    monkeypatch.setattr(xla, 'compiler_options', lambda *a, **kw: asked.append(a[1:] or (kw.get('dtype'),)) or real(*a, **kw))
+    engine._compiled.cache_clear()
+    params = random_params(TINY_BLOCKS, seed=3)
+    for dtype in ('bfloat16', 'float32'):
+        asked.clear()
+        visualize_filters(params, 'block2_conv1', range(2), preset('seed', steps=2, dtype=dtype), model='tiny',
+                          size=32, key=jax.random.key(1))
+        assert (dtype,) in asked and all(a in ((dtype,), ('float32',), (None,)) for a in asked)
+    engine._compiled.cache_clear()

@@ -111,10 +111,13 @@ def test_the_plan_follows_the_table():
     plan = plan_mod.conv_plan(convs, 8, 'auto', kernel=cheap, backend='cpu')
     assert plan == (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd2'), ('block2_conv2', 'winograd4'),
                     ('block3_conv1', 'winograd2'))
-    # bf16 has its own rows: none measured yet and measuring off -> every convolution direct
+    # bf16 has its own rows: none measured yet and measuring off -> every convolution direct, where
+    # float32's static rule would run Winograd (128 px to block5_conv1 at batch 16)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv('JAXVIS_TUNE', '0')
-        assert plan_mod.conv_plan(convs, 8, 'auto', 'bfloat16', kernel=cheap, backend='cpu') == ()
+        big = _convs(VGG16_BLOCKS, 128, 'block5_conv1')
+        assert plan_mod.conv_plan(big, 16, 'auto', kernel=cheap, backend='cpu') != ()
+        assert plan_mod.conv_plan(big, 16, 'auto', 'bfloat16', kernel=cheap, backend='cpu') == ()
     for name, side, c_in, c_out in convs:
         if c_in >= tune.MIN_CHANNELS:
             tune._TABLE[f'{side},{c_in},{c_out},8,bfloat16'] = {'direct': 1.0, 'winograd2': 0.5 if c_in > 64 else 2.0}
@@ -126,13 +129,17 @@ def test_the_plan_follows_the_table():
 def test_bf16_measures_direct_and_f2_only_in_bf16():
     """In bf16 F(4x4) is not a candidate (its bf16 products are off by 7%); the timed step runs in bf16,
     a row of its own beside float32's."""
-    seen = []
+    seen, asked = [], []
 
     def conv(x, w, impl):
         seen.append((impl, x.dtype, w.dtype))
         return cheap(x, w, impl)
-    got = tune.best_impl(conv, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer([1.0] * 3 + [0.5] * 3),
-                         dtype='bfloat16')
+    real_options = tune.compiler_options
+    with pytest.MonkeyPatch.context() as mp:  # the timed step is compiled with bf16's options
+        mp.setattr(tune, 'compiler_options', lambda *a, **kw: asked.append(kw.get('dtype')) or real_options(*a, **kw))
+        got = tune.best_impl(conv, 4, 64, 8, 1, lambda: 'direct', timer=fake_timer([1.0] * 3 + [0.5] * 3),
+                             dtype='bfloat16')
+    assert asked == ['bfloat16', 'bfloat16']
     assert got == 'winograd2' and tune.table()['timings'] == {'4,64,8,1,bfloat16': {'direct': 1.0, 'winograd2': 0.5}}
     assert {impl for impl, *_ in seen} == {'direct', 'winograd2'}
     assert {(str(x), str(w)) for _, x, w in seen} == {("bfloat16", "bfloat16")}

@@ -44,8 +44,10 @@ def compiler_options(backend: str | None = None, dtype: str = 'float32') -> dict
     network's precision): on CPU Eigen convolutions, and YNNPACK's dots in bf16; else None."""
     if os.environ.get('JAXVIS_XLA_DEFAULTS', '') not in ('', '0') or backend_name(backend) != 'cpu':
         return None
-    dtype = 'bfloat16' if dtype == 'bfloat16' else 'float32'
-    return dict(_CPU_OPTIONS[dtype]) if _cpu_options_work(dtype) else None
+    for name in (('bfloat16', 'float32') if dtype == 'bfloat16' else ('float32',)):
+        if _cpu_options_work(name):  # a jaxlib refusing bf16's options still gets Eigen's convolutions
+            return dict(_CPU_OPTIONS[name])
+    return None
 
 
 def jit(fn, dtype: str = 'float32', **kw):
