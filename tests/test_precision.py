@@ -67,7 +67,8 @@ def test_a_bf16_step_is_compiled_with_bf16_options(monkeypatch):
     from jaxvis.models.vgg import TINY_BLOCKS
     from jaxvis.visualize import engine
     real, asked = xla.compiler_options, []
-    monkeypatch.setattr(xla, 'compiler_options', lambda *a, **kw: asked.append(a[1:] or (kw.get('dtype'),)) or real(*a, **kw))
+    monkeypatch.setattr(xla, 'compiler_options',
+                        lambda *a, **kw: asked.append(a[1:] or (kw.get('dtype'),)) or real(*a, **kw))
     engine._compiled.cache_clear()
     params = random_params(TINY_BLOCKS, seed=3)
     for dtype in ('bfloat16', 'float32'):

@@ -87,7 +87,8 @@ def test_bf16_winograd_products_are_bf16_dots_with_fp32_results():
     want = jax.vjp(lambda a: conv3x3_direct(a, jnp.asarray(wf)), jnp.asarray(xf))[1](jnp.asarray(ct, jnp.float32))[0]
     assert rel_err(pull(ct)[0], np.asarray(want)) < 1e-2
     # float32 stays float32 throughout
-    assert set(_dots(jax.make_jaxpr(lambda x: conv3x3_winograd(x, wf, 2))(xf).jaxpr)) == {(('float32', 'float32'), 'float32')}
+    f32_dots = _dots(jax.make_jaxpr(lambda x: conv3x3_winograd(x, wf, 2))(xf).jaxpr)
+    assert set(f32_dots) == {(('float32', 'float32'), 'float32')}
 
 
 @pytest.mark.parametrize('m', [2, 4])

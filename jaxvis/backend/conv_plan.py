@@ -5,7 +5,8 @@
 off (``JAXVIS_TUNE=0``) the static rule below applies in float32, set from per-layer timings on a
 2-core AVX2 EPYC at batch 4, 16 and 32 (docs/performance.md), and every bfloat16 convolution stays
 direct. In bfloat16 'auto' considers F(2x2) only (:func:`jaxvis.backend.tune.impls`): its products are
-bf16 dots, which reach an Intel CPU's AMX tiles (a 'winograd4' asked for by name runs, 7% off in bf16). On other backends every convolution is XLA's own.
+bf16 dots, which reach an Intel CPU's AMX tiles (a 'winograd4' asked for by name runs, 7% off in bf16).
+On other backends every convolution is XLA's own.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     """
     if mode not in CONV_MODES:
         raise ValueError(f'conv must be one of {CONV_MODES}, got {mode!r}')
-    if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16') or backend_name(backend) != 'cpu')):
+    if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16')
+                                                or backend_name(backend) != 'cpu')):
         return ()
     if mode != 'auto':
         return tuple((name, mode) for name, *_ in convs)
@@ -45,7 +47,8 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
                          if impl != 'direct' and tune_chain._impl_of(k, impl) == impl)
     plan = []
     for name, side, c_in, c_out in convs:
-        rule = (lambda side=side, c_in=c_in: static_rule(side, c_in, batch)) if dtype == 'float32' else (lambda: 'direct')
+        rule = ((lambda side=side, c_in=c_in: static_rule(side, c_in, batch)) if dtype == 'float32'
+                else (lambda: 'direct'))
         impl = rule() if kernel is None else tune.best_impl(kernel, side, c_in, c_out, batch, rule, dtype=dtype)
         if impl != 'direct':
             plan.append((name, impl))

@@ -1,16 +1,16 @@
 """The convolution plan measured on the machine that runs it.
 
-For each 3x3 convolution shape ``(side, c_in, c_out)`` at the engine's batch and precision, :func:`best_impl`
-times a direct convolution, Winograd F(2x2, 3x3) and F(4x4, 3x3) (bf16: direct and F(2x2) only,
-:func:`impls`) (forward plus input gradient, the work of one
-ascent step, compiled with :func:`jaxvis.backend.xla.compiler_options`; the kernel prepared outside the
-timed step, as the engine does once per job) and keeps the fastest; Winograd
-must win by :data:`MARGIN` to be chosen (a direct convolution is XLA's own, and rounds as it does).
-Results live in an in-memory table keyed by the shape, the batch, the precision, the CPU model and the jax version;
-:func:`table` / :func:`load` and a ``keep`` callback (:func:`keep_with`) let the edge keep it on disk
-(``jaxvis.edge.tuning.use_disk_cache``, which the CLI calls), so a machine measures once. Without it a
-process measures what it needs once, in memory. ``JAXVIS_TUNE=0`` turns measuring off: then the static
-rule of :mod:`.conv_plan` applies (float32; bf16 convolutions stay direct).
+For each 3x3 convolution shape ``(side, c_in, c_out)`` at the engine's batch and precision,
+:func:`best_impl` times a direct convolution, Winograd F(2x2, 3x3) and F(4x4, 3x3) (bf16: direct and
+F(2x2) only, :func:`impls`) (forward plus input gradient, the work of one ascent step, compiled with
+:func:`jaxvis.backend.xla.compiler_options`; the kernel prepared outside the timed step, as the engine
+does once per job) and keeps the fastest; Winograd must win by :data:`MARGIN` to be chosen (a direct
+convolution is XLA's own, and rounds as it does). Results live in an in-memory table keyed by the
+shape, the batch, the precision, the CPU model and the jax version; :func:`table` / :func:`load` and a
+``keep`` callback (:func:`keep_with`) let the edge keep it on disk (``jaxvis.edge.tuning.use_disk_cache``,
+which the CLI calls), so a machine measures once. Without it a process measures what it needs once, in
+memory. ``JAXVIS_TUNE=0`` turns measuring off: then the static rule of :mod:`.conv_plan` applies
+(float32; bf16 convolutions stay direct).
 
 A plan depends on the layer's shape, the group width and the machine, never on how many filters are asked
 for or on the device count: the engine compiles groups of the same per-device width (``width=``,

@@ -50,6 +50,6 @@ def compiler_options(backend: str | None = None, dtype: str = 'float32') -> dict
     return None
 
 
-def jit(fn, dtype: str = 'float32', **kw):
-    """``jax.jit(fn, compiler_options=compiler_options(dtype=dtype), **kw)``."""
-    return jax.jit(fn, compiler_options=compiler_options(dtype=dtype), **kw)
+def jit(fn, **kw):
+    """``jax.jit(fn, compiler_options=compiler_options(), **kw)`` (float32's options, read when called)."""
+    return jax.jit(fn, compiler_options=compiler_options(), **kw)

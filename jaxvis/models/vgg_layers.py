@@ -24,7 +24,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 class Conv3x3(nn.Module):
     """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
     ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl``, the output
-    in the input's dtype (for bf16 input: transforms in float32, products bf16 with float32 results). Params ``{'u', 'ub', 'bias'}`` in place of the kernel (:func:`prepare_params`) run
+    in the input's dtype (for bf16 input: transforms in float32, products bf16 with float32 results).
+    Params ``{'u', 'ub', 'bias'}`` in place of the kernel (:func:`prepare_params`) run
     :func:`jaxvis.models.winograd.conv3x3_prepared` on them."""
 
     features: int

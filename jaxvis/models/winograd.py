@@ -14,7 +14,8 @@ kernel: 16 or 36 transformed ``[512, 512]`` matrices, twice); in an ascent the k
 
 Rounding differs from a direct convolution: relative to the output's largest value, about 2e-6
 (F2) and 2e-5 (F4) in float32 (tests/test_winograd.py). In bfloat16 the transforms stay float32 and the
-products are bf16 dots with float32 results: F2 about 4e-3, as a direct bf16 convolution; F4 7e-2. Where it is faster is measured, not assumed:
+products are bf16 dots with float32 results: F2 about 4e-3, as a direct bf16 convolution; F4 7e-2.
+Where it is faster is measured, not assumed:
 see :func:`jaxvis.tuning.conv_plan` and docs/performance.md.
 """
 from __future__ import annotations
