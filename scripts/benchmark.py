@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--steps', type=int, default=20)
     ap.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
-    ap.add_argument('--conv', choices=('auto', 'direct', 'winograd2', 'winograd4'), default='auto',
+    ap.add_argument('--conv', choices=('auto', 'direct', 'winograd2', 'winograd4', 'onednn'), default='auto',
                     help="convolution algorithms (default 'auto': jaxvis.backend.conv_plan)")
     ap.add_argument('--layer', default='block5_conv1')
     ap.add_argument('--model', default='vgg16')

@@ -36,12 +36,13 @@ _CHILD = textwrap.dedent('''
     params = random_params(TINY_BLOCKS, seed=3)
     one = [jax.devices()[0]]
     out = {{}}
-    for conv in ('direct', 'winograd4'):
+    from jaxvis.backend import onednn
+    for conv in ('direct', 'winograd4') + (('onednn',) if onednn.available() else ()):
         kw = dict(model=get_model('tiny', conv=conv), size=32, key=jax.random.key(7))
         for name, filters, bs, devices in (('one', range(8), None, one), ('all', range(8), None, 'all'),
                                            ('alone', [5], None, one), ('pair', [5, 2], None, one),
                                            ('bs2', range(8), 2, one), ('bs16', [*range(8), 0, 1, 2, 3], 16, one)):
-            if conv == 'winograd4' and name in ('all', 'bs16'):
+            if conv == 'winograd4' and name in ('all', 'bs16') or conv == 'onednn' and name == 'bs16':
                 continue  # the same two shapes as direct's (the suite's time): Winograd is checked at width 8
             r = visualize_filters(params, 'block3_conv2', filters, preset('seed', steps=4), batch_size=bs,
                                   devices=devices, **kw)
@@ -80,7 +81,12 @@ def _same(a, b, pos=None):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-CONVS = ('direct', 'winograd4')
+def _convs():
+    from jaxvis.backend import onednn
+    return ('direct', 'winograd4') + (('onednn',) if onednn.available() else ())
+
+
+CONVS = _convs()
 
 
 def test_four_devices_equal_one(runs):
@@ -107,6 +113,14 @@ def test_another_width_is_batch_independent_too(runs):
     _same(runs['w4_bs8'], runs['w4_one'])
     _same(runs['w4_all'], runs['w4_one'])
     _same(runs['w4_one'], runs['w4_alone'], [5])
+
+
+def test_onednn_four_devices_equal_one(runs):
+    """oneDNN's convolutions (host calls from the 4 devices' programs at once) give one device's bytes."""
+    from jaxvis.backend import onednn
+    if not onednn.available():
+        pytest.skip('oneDNN did not load')
+    _same(runs['onednn_all'], runs['onednn_one'])
 
 
 def test_own_model_four_devices_equal_one(runs):

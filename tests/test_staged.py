@@ -84,7 +84,8 @@ def test_the_stem_is_planned_as_one_chain(monkeypatch, tmp_path):
     monkeypatch.setenv('JAXVIS_TUNE', '1')
     tune.clear()
     convs = (('block1_conv1', 32, 3, 64), ('block1_conv2', 32, 64, 64), ('block2_conv1', 16, 64, 128))
-    fake = {'direct': 3.0, 'winograd2': 2.0, 'winograd4': 1.0}
+    fake = {'direct': 3.0, 'winograd2': 2.0, 'winograd4': 1.0, 'onednn': 1.5}
+    want = {impl: fake[impl] for impl in tune.impls('float32')}   # oneDNN's row where it loads
     monkeypatch.setattr(tune_chain, 'time_chain', lambda conv, keys, impl, timer=None: fake[impl])
     try:
         plan = conv_plan(convs, 1, 'auto', kernel=KERNEL, whole=True)
@@ -92,7 +93,7 @@ def test_the_stem_is_planned_as_one_chain(monkeypatch, tmp_path):
         fake.update(direct=1.0)  # the table answers now: nothing is timed again
         assert conv_plan(convs, 1, 'auto', kernel=KERNEL, whole=True) == plan
         key = tune_chain.chain_key([tune.Key(s, c, k, 1) for _, s, c, k in convs])
-        assert tune.table()['timings'][key] == {'direct': 3.0, 'winograd2': 2.0, 'winograd4': 1.0}
+        assert tune.table()['timings'][key] == want
     finally:
         tune.clear()
 
@@ -112,7 +113,7 @@ def test_a_chain_is_timed_forward_and_backward():
         a = a.reshape(2, 4, 2, 4, 2, 64).max(axis=(2, 4))
         return jax.nn.relu(conv3x3_direct(a, ws[2]))
     want, pull = jax.vjp(plain, x)
-    for impl in tune.IMPLS:
+    for impl in tune.impls('float32'):
         ks = [KERNEL.prepare(w, impl if k.c_in >= 64 else 'direct') for w, k in zip(ws, keys)]
         y, dx = tune_chain.chain_step(KERNEL, keys, impl)(x, ks, ct)
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)

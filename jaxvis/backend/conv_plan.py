@@ -1,5 +1,6 @@
 """Which 3x3 convolutions of a VGG-style network run as Winograd F(4x4, 3x3) or F(2x2, 3x3)
-(:mod:`jaxvis.models.winograd`) instead of directly, on CPU.
+(:mod:`jaxvis.models.winograd`) or as oneDNN's (:mod:`jaxvis.models.onednn_conv`, where it loads)
+instead of XLA's own, on CPU.
 
 'auto' asks :mod:`.tune`, which measures each convolution shape on this machine once; with measuring
 off (``JAXVIS_TUNE=0``) the static rule below applies in float32, set from per-layer timings on a
@@ -10,11 +11,11 @@ On other backends every convolution is XLA's own.
 """
 from __future__ import annotations
 
-from jaxvis.backend import tune, tune_chain
+from jaxvis.backend import onednn, tune, tune_chain
 from jaxvis.backend.xla import backend_name
 from jaxvis.util import ceil_div
 
-CONV_MODES = ('auto', 'direct', 'winograd2', 'winograd4')
+CONV_MODES = ('auto', 'direct', 'winograd2', 'winograd4', 'onednn')
 _MIN_CHANNELS_IN = 128   # fewer input channels: the tile transforms cost more than the matmuls save
 _MIN_ROWS = {4: 512, 2: 1024}  # matmul rows (batch x tiles) below which F(m) loses to a direct conv
 
@@ -26,7 +27,7 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     convs: ``((name, side, c_in, c_out), ...)``: each 3x3 'SAME' convolution with its input side in
       pixels and its channels, in forward order.
     batch: images per operation on one device (the engine's group width, not the job's size).
-    mode: 'direct' (none), 'winograd2'/'winograd4' (every conv), or 'auto': on CPU the measured choice
+    mode: 'direct' (none), 'winograd2'/'winograd4'/'onednn' (every conv), or 'auto': on CPU the measured choice
       in ``dtype`` (:func:`jaxvis.backend.tune.best_impl`, which times ``kernel``), or without ``kernel``
       or measuring the static rule (float32) or none (bfloat16); on other backends, none.
     whole: 'auto' times the convolutions as one chain (a staged step's stem,
@@ -37,6 +38,9 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16')
                                                 or backend_name(backend) != 'cpu')):
         return ()
+    if mode == 'onednn' and not (onednn.available() and backend_name(backend) == 'cpu'):
+        raise ValueError("conv='onednn' needs oneDNN on CPU (pip install onednn-cpu-gomp; JAXVIS_ONEDNN "
+                         'names the library); it did not load here')
     if mode != 'auto':
         return tuple((name, mode) for name, *_ in convs)
     if whole and kernel is not None and convs and dtype == 'float32':

@@ -28,17 +28,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis.backend import onednn
 from jaxvis.backend.xla import compiler_options
 
-IMPLS = ('direct', 'winograd2', 'winograd4')
+IMPLS = ('direct', 'winograd2', 'winograd4', 'onednn')
 MARGIN = 1.05        # Winograd must be this much faster than direct to be chosen
 MIN_CHANNELS = 64    # below this many input channels the transforms always lose (measured: docs/performance.md)
 REPEATS = 3
 RUN_IMAGES = 8       # a timed run covers at least this many images (calls_per_run)
 
 
-FORM = 2             # what a timing covers; 2: forward and input gradient, the kernel prepared outside the
-                     # step (1: the input gradient alone, the kernel's transforms in it)
+FORM = 3             # what a timing covers; 3: forward and input gradient, the kernel prepared outside the
+                     # step, oneDNN among the candidates (2: without it; 1: the input gradient alone)
 
 
 class Key(NamedTuple):
@@ -51,8 +52,10 @@ class Key(NamedTuple):
 
 def impls(dtype: str = 'float32') -> tuple[str, ...]:
     """The implementations timed in ``dtype``: in bf16 not F(4x4), whose products in bf16 are off by 7%
-    of the output's range (F(2x2): 4e-3, as a direct bf16 convolution; docs/performance.md)."""
-    return IMPLS if dtype == 'float32' else ('direct', 'winograd2')
+    of the output's range (F(2x2): 4e-3, as a direct bf16 convolution; docs/performance.md); 'onednn'
+    where oneDNN loads (:mod:`jaxvis.backend.onednn`)."""
+    own = ('direct', 'winograd2', 'winograd4') if dtype == 'float32' else ('direct', 'winograd2')
+    return own + (('onednn',) if onednn.available() else ())
 
 
 def machine_id() -> str:

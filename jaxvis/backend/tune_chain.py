@@ -83,6 +83,6 @@ def best_chain(conv: tune.Conv, keys: Sequence[tune.Key], default: Callable[[], 
 def measure_chain(conv: tune.Conv, keys: Sequence[tune.Key],
                   timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Time the chain for every implementation and remember it (the table); returns ``{impl: seconds}``."""
-    timings = {impl: time_chain(conv, keys, impl, timer) for impl in tune.IMPLS}
+    timings = {impl: time_chain(conv, keys, impl, timer) for impl in tune.impls('float32')}
     tune.remember(chain_key(keys), timings)
     return timings

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if stem is not None:  # the staged step's stem: one image per call, one choice for the chain
         chain = [tune.Key(side, c_in, c_out, 1) for _, side, c_in, c_out in _convs(BLOCKS[args.model], args.size, stem)]
         t = tune_chain.measure_chain(KERNEL, chain)
-        cells = ', '.join(f'{i} {1e3 * t[i]:.1f}' for i in tune.IMPLS)
+        cells = ', '.join(f'{i} {1e3 * t[i]:.1f}' for i in t)
         print(f'stem up to {stem}, one image per call (the staged step), ms per image: {cells}; '
               f'auto picks {tune.choose(t)}', flush=True)
     saved = tuning.save()

@@ -163,19 +163,25 @@ def _stem(blocks):
     return stem
 
 
-def prepare_params(plan):
+def prepare_params(plan, dtype: str = 'float32'):
     """``fn(params) -> params`` with each Winograd layer of ``plan`` (``((layer, impl), ...)``) holding
     ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`) in place of ``{'kernel', 'bias'}``:
     the same activations as the plain params up to rounding (the transforms are computed apart from the
-    step), without the kernel transforms in every step."""
+    step), without the kernel transforms in every step. A oneDNN layer holds ``{'wf', 'wb', 'bias'}``, its
+    kernel in oneDNN's layouts for ``dtype``, the step's precision."""
     impls = {name: impl for name, impl in plan if impl != 'direct'}
 
     def prepared(params):
         out = dict(params)
         for name, impl in impls.items():
             if name in out and 'kernel' in out[name]:
-                u, ub = prepare(out[name]['kernel'], impl)
-                out[name] = {'u': u, 'ub': ub, 'bias': out[name]['bias']}
+                kernel, bias = out[name]['kernel'], out[name]['bias']
+                if impl == 'onednn':
+                    wf, wb = prepare(kernel.astype(dtype), impl)
+                    out[name] = {'wf': wf, 'wb': wb, 'bias': bias}
+                else:
+                    u, ub = prepare(kernel, impl)
+                    out[name] = {'u': u, 'ub': ub, 'bias': bias}
         return out
     return prepared
 
@@ -218,11 +224,12 @@ def vgg_model(name: str = 'vgg16', *, conv: str = 'auto') -> Model:
         plan = conv_plan(convs, batch, conv, dtype, kernel=KERNEL, whole=whole)
         if not plan:
             return base
-        if plan not in variants:
-            variants[plan] = Model(name, _features(blocks, plan), preprocess, deprocess, init=base.init,
-                                   kinds=kinds, prune=base.prune, prepare=prepare_params(plan),
+        key = (plan, dtype)   # a oneDNN layer's prepared kernel is in the step's precision
+        if key not in variants:
+            variants[key] = Model(name, _features(blocks, plan), preprocess, deprocess, init=base.init,
+                                   kinds=kinds, prune=base.prune, prepare=prepare_params(plan, dtype),
                                    stem=base.stem, resume=_resume(blocks, plan))
-        return variants[plan]
+        return variants[key]
 
     def init(key):
         return VGG(blocks=blocks).init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))['params']

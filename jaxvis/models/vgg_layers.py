@@ -25,8 +25,8 @@ class Conv3x3(nn.Module):
     """``nn.Conv(features, (3, 3), padding='SAME')`` with the same params (``kernel [3, 3, C, K]``,
     ``bias [K]``, float32), computed by :func:`jaxvis.models.winograd.conv3x3` with ``impl``, the output
     in the input's dtype (for bf16 input: transforms in float32, products bf16 with float32 results).
-    Params ``{'u', 'ub', 'bias'}`` in place of the kernel (:func:`prepare_params`) run
-    :func:`jaxvis.models.winograd.conv3x3_prepared` on them."""
+    Params ``{'u', 'ub', 'bias'}`` (Winograd) or ``{'wf', 'wb', 'bias'}`` (oneDNN) in place of the kernel
+    (:func:`jaxvis.models.vgg.prepare_params`) run :func:`jaxvis.models.winograd.conv3x3_prepared` on them."""
 
     features: int
     impl: str = 'direct'
@@ -34,7 +34,10 @@ class Conv3x3(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c, k = x.shape[-1], self.features
-        if self.has_variable('params', 'u'):
+        if self.has_variable('params', 'wf'):   # oneDNN's layouts (prepare_params)
+            y = conv3x3_prepared(x, (self.get_variable('params', 'wf'), self.get_variable('params', 'wb')),
+                                 'onednn')
+        elif self.has_variable('params', 'u'):
             t = int(self.impl[-1]) + 2
             u = self.param('u', nn.initializers.zeros_init(), (t, t, c, k), jnp.float32)
             ub = self.param('ub', nn.initializers.zeros_init(), (t, t, k, c), jnp.float32)

@@ -28,6 +28,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from jaxvis.backend.tune import Kernel
+from jaxvis.models import onednn_conv
 
 # (B^T, G, A^T) for F(m x m, 3 x 3): tile t = m + 2; B^T [t, t], G [t, 3], A^T [m, t].
 _F2 = (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
@@ -152,19 +153,24 @@ _winograd_prepared.defvjp(_prepared_fwd, _prepared_bwd, symbolic_zeros=True)
 
 
 def _impl(impl: str) -> int:
-    """0 for 'direct', m for 'winograd<m>'."""
+    """0 for 'direct', m for 'winograd<m>', -1 for 'onednn'."""
     if impl == 'direct':
         return 0
     if impl in ('winograd2', 'winograd4'):
         return int(impl[-1])
-    raise ValueError(f"conv impl must be 'direct', 'winograd2' or 'winograd4', got {impl!r}")
+    if impl == 'onednn':
+        return -1
+    raise ValueError(f"conv impl must be 'direct', 'winograd2', 'winograd4' or 'onednn', got {impl!r}")
 
 
 def prepare(w: jax.Array, impl: str):
     """The kernel in the form :func:`conv3x3_prepared` takes for ``impl``: w ``[3, 3, C, K]`` itself for
     'direct'; for Winograd F(m) the pair ``(u [m+2, m+2, C, K], ub [m+2, m+2, K, C])``, the transformed
-    kernel and the transformed kernel of the input gradient, float32."""
+    kernel and the transformed kernel of the input gradient, float32; for 'onednn' oneDNN's two layouts
+    of w in w's dtype (:func:`jaxvis.models.onednn_conv.prepare`: prepare in the step's precision)."""
     m = _impl(impl)
+    if m < 0:
+        return onednn_conv.prepare(w)
     return w if not m else (kernel_transform(w, m), kernel_transform(_flipped(w), m))
 
 
@@ -172,6 +178,8 @@ def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
     """:func:`conv3x3` with the kernel ``k = prepare(w, impl)``: x ``[N, H, W, C]`` -> ``[N, H, W, K]``.
     Differentiable in x and in ``k`` (the transformed kernel's gradient; none reaches ``ub``)."""
     m = _impl(impl)
+    if m < 0:
+        return onednn_conv.conv3x3_onednn(x, *k)
     if not m:
         return conv3x3_direct(x, k.astype(x.dtype))
     u, ub = k
@@ -179,8 +187,11 @@ def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
 
 
 def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
-    """A 3x3 'SAME' convolution by ``impl``: 'direct' (``lax``), 'winograd2' or 'winograd4'."""
+    """A 3x3 'SAME' convolution by ``impl``: 'direct' (``lax``), 'winograd2', 'winograd4' or 'onednn'
+    (its kernel prepared in every call: prefer :func:`conv3x3_prepared`)."""
     m = _impl(impl)
+    if m < 0:
+        return onednn_conv.conv3x3_onednn(x, *onednn_conv.prepare(w.astype(x.dtype)))
     return conv3x3_direct(x, w) if not m else conv3x3_winograd(x, w, m)
 
 
