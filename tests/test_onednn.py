@@ -147,10 +147,14 @@ def test_timed_and_planned_like_the_others():
 
 
 def test_forcing_onednn_where_it_did_not_load_says_so(monkeypatch):
-    monkeypatch.setattr(onednn, 'available', lambda: False)
+    monkeypatch.setattr(onednn, 'available', lambda dtype='float32': False)
     assert 'onednn' not in tune.impls('float32')
     with pytest.raises(ValueError, match='needs oneDNN'):
         plan_mod.conv_plan((('a', 16, 64, 64),), 8, 'onednn', backend='cpu')
+    # a table kept where oneDNN loaded, read where it does not: the fastest of the rest
+    tune._TABLE['16,64,64,8'] = {'direct': 1.0, 'winograd2': 0.9, 'winograd4': 0.7, 'onednn': 0.1}
+    assert tune.best_impl(KERNEL, 16, 64, 64, 8, lambda: 'direct') == 'winograd4'
+    assert onednn._has('float32') in (True, False)   # the per-dtype probe answers without raising
 
 
 @needs

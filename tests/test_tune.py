@@ -22,7 +22,7 @@ def fresh_table(monkeypatch, tmp_path):
     monkeypatch.setenv('JAXVIS_CACHE', str(tmp_path / 'cache'))
     monkeypatch.setenv('JAXVIS_TUNE', '1')
     monkeypatch.setattr(tune, 'RUN_IMAGES', 1)  # one call per timed run: the fake durations are per call
-    monkeypatch.setattr(onednn, 'available', lambda: False)  # the tuner's rules with XLA's own candidates
+    monkeypatch.setattr(onednn, 'available', lambda dtype='float32': False)  # the tuner's rules with XLA's own candidates
     tune.clear()
     yield
     tune.clear()

@@ -38,7 +38,7 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16')
                                                 or backend_name(backend) != 'cpu')):
         return ()
-    if mode == 'onednn' and not (onednn.available() and backend_name(backend) == 'cpu'):
+    if mode == 'onednn' and not (onednn.available(dtype) and backend_name(backend) == 'cpu'):
         raise ValueError("conv='onednn' needs oneDNN on CPU (pip install onednn-cpu-gomp; JAXVIS_ONEDNN "
                          'names the library); it did not load here')
     if mode != 'auto':

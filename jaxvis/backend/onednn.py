@@ -101,9 +101,19 @@ def _lib() -> _Lib | None:
     return None
 
 
-def available() -> bool:
-    """Whether oneDNN loaded (and was not turned off with ``JAXVIS_ONEDNN=0``)."""
-    return _lib() is not None
+def available(dtype: str = 'float32') -> bool:
+    """Whether oneDNN loaded (and was not turned off with ``JAXVIS_ONEDNN=0``) and has a convolution in
+    ``dtype`` on this CPU (bf16 needs AVX-512 bf16 or AMX; an AVX2-only CPU has none)."""
+    return _lib() is not None and _has(dtype)
+
+
+@functools.cache
+def _has(dtype: str) -> bool:
+    try:
+        _plan(64, 64, _dtype_code(dtype))
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _dtype_code(dtype) -> int:

@@ -55,7 +55,7 @@ def impls(dtype: str = 'float32') -> tuple[str, ...]:
     of the output's range (F(2x2): 4e-3, as a direct bf16 convolution; docs/performance.md); 'onednn'
     where oneDNN loads (:mod:`jaxvis.backend.onednn`)."""
     own = ('direct', 'winograd2', 'winograd4') if dtype == 'float32' else ('direct', 'winograd2')
-    return own + (('onednn',) if onednn.available() else ())
+    return own + (('onednn',) if onednn.available(dtype) else ())
 
 
 def machine_id() -> str:
@@ -204,4 +204,5 @@ def best_impl(conv: Conv, side: int, c_in: int, c_out: int, batch: int, default:
         if not measuring():
             return default()
         timings = measure(conv, k, timer)
-    return choose(timings)
+    here = impls(dtype)   # a table kept with oneDNN, read where it does not load: choose among the rest
+    return choose({impl: t for impl, t in timings.items() if impl in here} if 'direct' in timings else timings)

@@ -1,6 +1,7 @@
 """A 3x3 'SAME' convolution run by oneDNN (:mod:`jaxvis.backend.onednn`) inside a jitted JAX step.
 
-The forward and the input gradient are host callbacks (``jax.pure_callback``) on the CPU buffers; the
+The forward and the input gradient are XLA FFI calls (:mod:`jaxvis.backend.xla_ffi`) on XLA's own CPU
+buffers (``jax.pure_callback``'s copies cost more than the convolution); the
 kernel is prepared once (:func:`prepare`: oneDNN's blocked layouts for the forward and the backward-data
 convolution, two ``uint8`` arrays whose first axes are K and C). Under ``vmap`` the mapped axes of the
 image fold into oneDNN's batch (one call). Differentiable in the image only (an ascent's need): the
