@@ -102,6 +102,21 @@ def test_measuring_off_uses_the_default_and_few_channels_stay_direct(monkeypatch
     assert tune.best_impl(cheap, 4, 3, 8, 1, lambda: 'winograd2', timer=fake_timer([])) == 'direct'
 
 
+def test_a_row_kept_without_an_implementation_available_now_is_measured_again(monkeypatch):
+    """A table measured before oneDNN was installed lacks its column: with measuring on, the row is timed
+    again with every candidate; with measuring off, the kept row is used as it is."""
+    tune._TABLE['4,64,8,1'] = {'direct': 1.0, 'winograd2': 0.5, 'winograd4': 0.9}   # kept without oneDNN
+    monkeypatch.setattr(onednn, 'available', lambda dtype='float32': True)
+    monkeypatch.setattr(tune, 'time_impl', lambda conv, impl, k, timer=None:
+                        {'direct': 1.0, 'winograd2': 0.6, 'winograd4': 0.9, 'onednn': 0.2}[impl])
+    monkeypatch.setenv('JAXVIS_TUNE', '0')
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct') == 'winograd2'
+    assert 'onednn' not in tune.table()['timings']['4,64,8,1']
+    monkeypatch.setenv('JAXVIS_TUNE', '1')
+    assert tune.best_impl(cheap, 4, 64, 8, 1, lambda: 'direct') == 'onednn'
+    assert tune.table()['timings']['4,64,8,1'] == {'direct': 1.0, 'winograd2': 0.6, 'winograd4': 0.9, 'onednn': 0.2}
+
+
 def test_the_plan_follows_the_table():
     convs = _convs(VGG16_BLOCKS, 32, 'block3_conv1')  # block1_conv2 is the first with 64 input channels
     for name, side, c_in, c_out in convs:

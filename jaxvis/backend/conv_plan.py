@@ -39,6 +39,9 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
                                                 or backend_name(backend) != 'cpu')):
         return ()
     if mode == 'onednn' and not (onednn.available(dtype) and backend_name(backend) == 'cpu'):
+        if onednn.available() and backend_name(backend) == 'cpu':
+            raise ValueError(f"conv='onednn': oneDNN loaded but has no {dtype} convolution on this CPU (bf16 "
+                             "needs AVX-512 BF16 or AMX); use conv='auto'")
         raise ValueError("conv='onednn' needs oneDNN on CPU (pip install onednn-cpu-gomp; JAXVIS_ONEDNN "
                          'names the library); it did not load here')
     if mode != 'auto':

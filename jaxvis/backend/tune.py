@@ -199,10 +199,16 @@ def best_impl(conv: Conv, side: int, c_in: int, c_out: int, batch: int, default:
     k = Key(int(side), int(c_in), int(c_out), int(batch), dtype)
     if c_in < MIN_CHANNELS or side < 2:
         return 'direct'
-    timings = _TABLE.get(_key(k))
-    if timings is None:
-        if not measuring():
-            return default()
-        timings = measure(conv, k, timer)
-    here = impls(dtype)   # a table kept with oneDNN, read where it does not load: choose among the rest
-    return choose({impl: t for impl, t in timings.items() if impl in here} if 'direct' in timings else timings)
+    timings = kept(_key(k), dtype, lambda: measure(conv, k, timer))
+    return default() if timings is None else choose(timings)
+
+
+def kept(key: str, dtype: str, measure_now: Callable[[], dict[str, float]]) -> dict[str, float] | None:
+    """The table's timings for ``key``, of the implementations available here (a table kept where oneDNN
+    loaded, read where it does not, never names it). Measured now (``measure_now()``) if measuring is on
+    and the table lacks the key or one of :func:`impls` (oneDNN installed since it was measured); None if
+    measuring is off and nothing was kept."""
+    here, timings = impls(dtype), _TABLE.get(key)
+    if (timings is None or not set(here) <= set(timings)) and measuring():
+        timings = measure_now()
+    return None if timings is None else {impl: t for impl, t in timings.items() if impl in here}

@@ -69,15 +69,11 @@ def time_chain(conv: tune.Conv, keys: Sequence[tune.Key], impl: str,
 def best_chain(conv: tune.Conv, keys: Sequence[tune.Key], default: Callable[[], str | None],
                timer: Callable[[], float] = time.perf_counter) -> str | None:
     """The measured implementation for the chain's convolutions of at least :data:`tune.MIN_CHANNELS`
-    input channels (measured now if the table lacks it and measuring is on; Winograd only if it beats
-    direct by :data:`tune.MARGIN`); ``default()`` when measuring is off and nothing was measured."""
-    key = chain_key(keys)
-    timings = tune._TABLE.get(key)
-    if timings is None:
-        if not tune.measuring():
-            return default()
-        timings = measure_chain(conv, keys, timer)
-    return tune.choose(timings)
+    input channels (measured now if the table lacks it and measuring is on: :func:`tune.kept`; Winograd
+    only if it beats direct by :data:`tune.MARGIN`); ``default()`` when measuring is off and nothing was
+    measured."""
+    timings = tune.kept(chain_key(keys), 'float32', lambda: measure_chain(conv, keys, timer))
+    return default() if timings is None else tune.choose(timings)
 
 
 def measure_chain(conv: tune.Conv, keys: Sequence[tune.Key],

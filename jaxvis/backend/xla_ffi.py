@@ -9,8 +9,10 @@ for ``jax.ffi.ffi_call``. An exception in ``fn`` becomes an XLA error with its m
 """
 from __future__ import annotations
 
+import _thread
 import atexit
 import ctypes
+import threading
 import time
 from typing import Callable
 
@@ -96,6 +98,7 @@ def _error(frame: _CallFrame, message: str):
 
 
 _CALLS = {'active': 0, 'last': 0.0, 'exiting': False}   # handler calls in flight; when the last ended
+_CALLS_LOCK = threading.Lock()   # handlers run on several of XLA's threads at once
 QUIET_S = 1.0     # at exit, wait until no handler has run for this long (then none is coming)
 MAX_WAIT_S = 30.0
 
@@ -126,15 +129,19 @@ def register(name: str, fn: Callable[[list, list], None]) -> None:
             return None
         if _CALLS['exiting']:
             return _error(frame, f'{name}: Python is exiting')
-        _CALLS['active'] += 1
+        with _CALLS_LOCK:
+            _CALLS['active'] += 1
         try:
             fn([_view(frame.args.ptrs[i]) for i in range(frame.args.size)],
                [_view(frame.rets.ptrs[i]) for i in range(frame.rets.size)])
-        except Exception as e:  # noqa: BLE001 - every failure goes back to XLA as its error
+        except BaseException as e:  # noqa: BLE001 - every failure goes back to XLA as its error (a return
+            if isinstance(e, KeyboardInterrupt):   # would say the results were written); Ctrl-C is passed on
+                _thread.interrupt_main()
             return _error(frame, f'{name}: {type(e).__name__}: {e}')
         finally:
-            _CALLS['active'] -= 1
-            _CALLS['last'] = time.monotonic()
+            with _CALLS_LOCK:
+                _CALLS['active'] -= 1
+                _CALLS['last'] = time.monotonic()
         return None
 
     c_fn = _Handler(handler)

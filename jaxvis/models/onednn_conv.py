@@ -42,43 +42,32 @@ def prepare(w: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.pure_callback(_host_prepare, shapes, w, vmap_method='sequential')
 
 
-def _host_apply(fn, x, kern, out, size: int) -> None:
-    """``fn(x [N, H, W, C], flat kernel, out_c, out=...)`` over the leading (vmapped) axes of x and kern,
-    writing ``out`` (XLA's result buffer) in place."""
-    img, lead_k, out_c = x.shape[-4:], kern.shape[:-2], out.shape[-1]
-    if kern.shape[-2] * kern.shape[-1] < size:
-        raise ValueError(f'the prepared kernel holds {kern.shape[-2] * kern.shape[-1]} bytes, oneDNN needs {size}')
-    if math.prod(lead_k) == 1:   # one kernel: the mapped axes are more images
-        fn(x.reshape((-1,) + img[1:]), kern.reshape(-1)[:size], out_c,
-           out=out.reshape((-1,) + out.shape[-3:]))
+def _host_apply(direction: str, x, kern, out) -> None:
+    """:func:`jaxvis.backend.onednn.run` over the leading (vmapped) axes of x ``[..., N, H, W, C]`` and
+    kern ``[..., rows, cols]``, writing ``out`` (XLA's result buffer) in place."""
+    img = x.shape[-4:]
+    if math.prod(kern.shape[:-2]) == 1:   # one kernel: the mapped axes are more images
+        onednn.run(direction, x.reshape((-1,) + img[1:]), kern, out.reshape((-1,) + out.shape[-3:]))
         return
     lead = out.shape[:-4]
     xs, ks = np.broadcast_to(x, lead + img), np.broadcast_to(kern, lead + kern.shape[-2:])
     for i in np.ndindex(*lead):
-        fn(np.ascontiguousarray(xs[i]), np.ascontiguousarray(ks[i]).reshape(-1)[:size], out_c, out=out[i])
+        onednn.run(direction, xs[i], np.ascontiguousarray(ks[i]), out[i])
 
 
-def _target(name: str, fn) -> str:
+def _handler(direction: str):
     def handler(args, rets):
         x, kern = args
         (out,) = rets
-        _host_apply(fn, x, kern, out, onednn.prepared_sizes(*_channels(fn, x, out), x.dtype)[_WHICH[name]])
-    xla_ffi.register(name, handler)
-    return name
+        _host_apply(direction, x, kern, out)
+    return handler
 
 
-_WHICH = {'jaxvis_onednn_forward': 0, 'jaxvis_onednn_backward_data': 1}
-
-
-def _channels(fn, x, out) -> tuple[int, int]:
-    """(C, K) of the convolution whose forward (or input gradient) maps x's channels to out's."""
-    return (x.shape[-1], out.shape[-1]) if fn is onednn.forward else (out.shape[-1], x.shape[-1])
-
-
-def _call(fn, x, kern, out_c: int):
-    name = 'jaxvis_onednn_forward' if fn is onednn.forward else 'jaxvis_onednn_backward_data'
+def _call(direction: str, x, kern, out_c: int):
+    name = f'jaxvis_onednn_{direction}'
+    xla_ffi.register(name, _handler(direction))
     out = jax.ShapeDtypeStruct(x.shape[:-1] + (out_c,), x.dtype)
-    return _varying_as(jax.ffi.ffi_call(_target(name, fn), out, vmap_method='expand_dims')(x, kern), x, kern)
+    return _varying_as(jax.ffi.ffi_call(name, out, vmap_method='expand_dims')(x, kern), x, kern)
 
 
 def _varying(a) -> frozenset:
@@ -100,11 +89,14 @@ def conv3x3_onednn(x: jax.Array, wf: jax.Array, wb: jax.Array) -> jax.Array:
     """x ``[N, H, W, C]`` (float32 or bfloat16) with the prepared kernel -> ``[N, H, W, K]`` in x's dtype;
     differentiable in x."""
     c, k = x.shape[-1], wf.shape[0]
+    if not onednn.available(jnp.dtype(x.dtype).name):
+        raise ValueError(f'oneDNN has no {jnp.dtype(x.dtype).name} convolution on this CPU' + (
+            ' (bf16 needs AVX-512 BF16 or AMX)' if onednn.available() else ' (it did not load)'))
     sf, sb = onednn.prepared_sizes(c, k, x.dtype)
     if wf.shape != _rows(sf, k) or wb.shape != _rows(sb, c) or wf.dtype != jnp.uint8:
         raise ValueError(f'kernel prepared for another convolution: {c} -> {k} channels in {x.dtype} takes '
                          f'uint8 {_rows(sf, k)} and {_rows(sb, c)}, got {wf.dtype} {wf.shape} and {wb.shape}')
-    return _call(onednn.forward, x, wf, k)
+    return _call('forward', x, wf, k)
 
 
 def _fwd(x, wf, wb):
@@ -116,7 +108,7 @@ def _bwd(res, g):
     like_x, c, wb = res
     if type(g) is SymbolicZero:
         return None, None, None
-    return _varying_as(_call(onednn.backward_data, g, wb, c), like_x), None, None   # kernels: bytes, no cotangent
+    return _varying_as(_call('backward_data', g, wb, c), like_x), None, None   # kernels: bytes, no cotangent
 
 
 conv3x3_onednn.defvjp(_fwd, _bwd, symbolic_zeros=True)
