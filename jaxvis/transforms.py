@@ -11,6 +11,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvis import image_ops
 from jaxvis.errors import JaxvisError
@@ -147,6 +148,33 @@ def standard_transforms() -> Transform:
     t = compose(pad(12, mode='constant', value=0.5), crop_jitter(8), random_scale(LUCID_SCALES),
                 random_rotate(LUCID_ANGLES), crop_jitter(4))
     return _named(lambda key, x: t(key, x), 'standard_transforms')
+
+
+def _corner_aligned(n_out: int, n_in: int) -> np.ndarray:
+    """``[n_out, n_in]`` float32: linear interpolation with the end samples on the end samples
+    (``align_corners=True``): output ``i`` reads input ``i * (n_in - 1) / (n_out - 1)``."""
+    a = np.zeros((n_out, n_in), np.float32)
+    src = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
+    lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+    hi, frac = np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+    np.add.at(a, (np.arange(n_out), lo), 1 - frac)
+    np.add.at(a, (np.arange(n_out), hi), frac)
+    return a
+
+
+@functools.cache
+def fixed_size(side: int) -> Transform:
+    """Resize to ``[side, side, C]`` bilinearly with the corners aligned: Lucent's ``fixed_image_size``
+    (``torch.nn.Upsample(mode='bilinear', align_corners=True)``, appended after the transforms), so the
+    network sees ``side`` px whatever the transforms hand it. Two small matrix products; the key is unused."""
+    side = check_int('fixed size', side, low=1, high=MAX_SHIFT)
+
+    def apply(key, x):
+        if x.shape[0] == x.shape[1] == side:
+            return x
+        rows, cols = (jnp.asarray(_corner_aligned(side, n), x.dtype) for n in x.shape[:2])
+        return jnp.einsum('ph,qw,hw...->pq...', rows, cols, x)
+    return _named(apply, f'fixed_size({side})')
 
 
 # ---------------------------------------------------------------- MACO's crops and noise

@@ -9,12 +9,15 @@ the model (RGB in [0, 1] -> 0..255 -> BGR -> minus the ImageNet mean), and runs 
 ``render_vis(model, objective, param.image(size, batch=B), Adam 0.05, standard_transforms,
 thresholds=(steps,), preprocess=False, fixed_image_size=size)``. Modes: ``sequential`` (one call per
 filter, as Lucent's notebooks do) and ``batched`` (one call, ``batch=B``, the sum of each image's own
-channel objective). Writes ``--out`` (``.npz``: the final images per mode, ``[F, size, size, 3]`` in
+channel objective), and ``batched_channels_last`` (the same with the network and image in channels_last
+memory order); a mode ending in ``_bf16`` runs the network under ``torch.autocast('cpu',
+dtype=torch.bfloat16)`` (AMX or AVX-512 BF16 convolutions where the CPU has them; the image stays float32). Writes ``--out`` (``.npz``: the final images per mode, ``[F, size, size, 3]`` in
 [0, 1]) and prints one JSON object with the seconds of each mode.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import time
 
@@ -61,6 +64,32 @@ def vgg(weights: dict, upto: str) -> torch.nn.Module:
     return net
 
 
+class ChannelsLast(torch.nn.Module):
+    """The image in channels_last memory order, for a network whose weights are (PyTorch's faster CPU
+    convolutions with oneDNN on some machines)."""
+
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last(net: torch.nn.Sequential) -> torch.nn.Sequential:
+    """``net`` with the image made channels_last first (its modules keep their names: Lucent's hooks)."""
+    mods = [('channels_last', ChannelsLast())] + list(net.named_children())
+    return torch.nn.Sequential(collections.OrderedDict(mods)).to(memory_format=torch.channels_last).eval()
+
+
+class Autocast(torch.nn.Sequential):
+    """The network (its modules keep their names) under ``torch.autocast('cpu', dtype=torch.bfloat16)``;
+    Lucent's param, transforms and Adam stay float32."""
+
+    def __init__(self, children):
+        super().__init__(collections.OrderedDict(children))
+
+    def forward(self, x):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return super().forward(x)
+
+
 def run(net, layer: str, filters: list[int], size: int, steps: int, batched: bool) -> np.ndarray:
     """Final images ``[F, size, size, 3]`` in [0, 1]."""
     opt = lambda params: torch.optim.Adam(params, lr=5e-2)
@@ -80,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument('--filters', default='0,1,2,3')
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--steps', type=int, default=256)
-    ap.add_argument('--modes', default='sequential,batched')
+    ap.add_argument('--modes', default='sequential,batched,batched_channels_last')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', required=True)
     a = ap.parse_args(argv)
@@ -90,7 +119,10 @@ def main(argv=None) -> int:
     for mode in a.modes.split(','):
         torch.manual_seed(a.seed)
         t = time.perf_counter()
-        out[mode] = run(net, a.layer, filters, a.size, a.steps, mode == 'batched')
+        model = channels_last(net) if 'channels_last' in mode else net
+        if mode.endswith('_bf16'):
+            model = Autocast(model.named_children()).eval()
+        out[mode] = run(model, a.layer, filters, a.size, a.steps, mode.startswith('batched'))
         seconds[mode] = time.perf_counter() - t
     np.savez(a.out, **out)
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'seconds': seconds}))

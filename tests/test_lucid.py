@@ -281,3 +281,15 @@ def test_visualize_diverse(tiny_params):
         visualize_diverse(tiny_params, LAYER, 4, preset('lucid', steps=1), model='tiny', size=32, n=1)
     with pytest.raises(JaxvisError, match='image param'):
         visualize_diverse(tiny_params, LAYER, 4, preset('seed', steps=1), model='tiny', size=32)
+
+
+def test_lucid_with_a_fixed_image_size_hands_the_network_that_size(tiny_params):
+    """fixed_image_size (Lucent's): the transforms' 12 px larger image is resized to the given side before
+    the network; the objective still goes up, and the picture keeps its own size."""
+    cfg = preset('lucid', steps=6, fixed_image_size=32)
+    x = jnp.zeros((32, 32, 3))
+    assert cfg.transform(jax.random.key(0), x).shape == (32, 32, 3)
+    assert preset('lucid').transform(jax.random.key(0), x).shape == (44, 44, 3)
+    r = run(tiny_params, 'block2_conv1', [0, 3], steps=10, fixed_image_size=32)
+    assert r.images.shape == (2, 32, 32, 3) and np.all(r.losses > 1.5 * r.history[0] + 1e-3)
+    assert 'fixed_size(32)' in cfg.transform.__name__

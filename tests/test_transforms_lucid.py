@@ -109,3 +109,35 @@ def test_standard_transforms_shape_range_and_gradient():
     assert not np.allclose(t(jax.random.key(1), x), out)
     g = jax.grad(lambda x: jnp.sum(t(KEY, x) ** 2))(x)
     assert float(jnp.abs(g).sum()) > 0  # differentiable: the gradient reaches the image
+
+
+def _bilinear_loop(x: np.ndarray, side: int) -> np.ndarray:
+    """Corner-aligned bilinear resize, one output pixel at a time (the formula, read plainly)."""
+    h, w = x.shape[:2]
+    out = np.zeros((side, side) + x.shape[2:], np.float64)
+    for i in range(side):
+        for j in range(side):
+            y, z = i * (h - 1) / (side - 1), j * (w - 1) / (side - 1)
+            y0, z0 = int(np.floor(y)), int(np.floor(z))
+            y1, z1 = min(y0 + 1, h - 1), min(z0 + 1, w - 1)
+            fy, fz = y - y0, z - z0
+            out[i, j] = ((1 - fy) * (1 - fz) * x[y0, z0] + (1 - fy) * fz * x[y0, z1]
+                         + fy * (1 - fz) * x[y1, z0] + fy * fz * x[y1, z1])
+    return out
+
+
+def test_fixed_size_is_corner_aligned_bilinear():
+    """Lucent's fixed_image_size (torch Upsample, bilinear, align_corners=True): exact on a 2x2, and the
+    plain per-pixel formula on shrinking and enlarging a non-square image."""
+    x = jnp.asarray([[0.0, 2.0], [4.0, 6.0]])[..., None]
+    np.testing.assert_allclose(T.fixed_size(3)(KEY, x)[..., 0], [[0, 1, 2], [2, 3, 4], [4, 5, 6]], atol=1e-6)
+    for h, w, side in ((14, 11, 8), (5, 7, 9), (20, 20, 20)):
+        img = _img(h, w, 3, seed=h)
+        got = jax.jit(T.fixed_size(side))(KEY, img)
+        assert got.shape == (side, side, 3)
+        np.testing.assert_allclose(got, _bilinear_loop(np.asarray(img, np.float64), side), atol=1e-5)
+    assert T.fixed_size(20)(KEY, img) is img
+    grad = jax.grad(lambda a: T.fixed_size(8)(KEY, a).sum())(_img(14, 14, 1))
+    np.testing.assert_allclose(float(grad.sum()), 64.0, rtol=1e-5)   # each output pixel's weights sum to 1
+    with pytest.raises(Exception, match='fixed size'):
+        T.fixed_size(0)

@@ -22,12 +22,10 @@ from jaxvis.visualize.config import FilterConfig
 
 PIECES = ('steps', 'param', 'optimizer', 'regularizer', 'transform', 'objective', 'redirect_relu_steps', 'restarts',
           'restart_param', 'dtype')
-# The quality presets' dead-filter rule: the redirected ReLU is on for every step (it changes only the
-# gradient of an image whose ReLU passes none at all, so a live filter's steps are the plain ones, bit for
-# bit), and a filter whose gradient is exactly 0 at step 16, 32 or 48 (stuck) restarts from a fresh
-# picture (param.maco's for lucid, from a key derived from its own). Restarting every filter whose
-# objective was still <= 0 threw away what the redirect had gained: block5_conv1's 8 hardest filters of
-# 0-63 (HED weights) stayed dead under it, and 4 of them fire with the redirect on for all 256 steps.
+# The quality presets' dead-filter rule: the redirected ReLU on every step (it changes only the gradient of
+# an image whose ReLU passes none, so a live filter's steps are the plain ones, bit for bit), and a filter
+# whose gradient is exactly 0 at step 16, 32 or 48 (stuck) restarts from a fresh picture (param.maco's for
+# lucid). Restarting every filter still <= 0 threw away the redirect's gains (docs/presets.md).
 RESTARTS = (16, 32, 48)
 PIXEL_KNOBS = dict(step_size=1.0, normalize='rms', lr_policy='constant', max_lr=100.0, desired_progress=2.0,
                    decay=0.0, blur_sigma=0.0, blur_every=1, blur_box=0, value_pct=0.0, norm_pct=0.0,
@@ -136,19 +134,21 @@ def _no_pixel_options(name: str, options: dict) -> None:
                           'with its own transforms; pixel options do not apply)')
 
 
-def lucid(*, steps: int = 256, step_size: float = 0.05, rescue: FilterConfig | bool = True, **options) -> FilterConfig:
+def lucid(*, steps: int = 256, step_size: float = 0.05, rescue: FilterConfig | bool = True, fixed_image_size=None,
+          **options) -> FilterConfig:
     """Lucid's defaults (``render_vis`` with ``param.image(fft=True, decorrelate=True)``): a 1/f-scaled
-    Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam
-    (``step_size`` 0.05) on the raw gradient. Lucid runs 512 steps; 256 here (on VGG16 at 128 px the
-    pattern has formed by about step 32: docs/presets.md). Beyond Lucid, the dead-filter rule
-    (:data:`RESTARTS`): the redirected ReLU on every step, and a stuck filter restarts from a
-    natural-spectrum picture. And a filter still dead at the end is rerun without the transforms
-    (``rescue``: the same config with ``transform=identity()``, from the same key; True by default, False
-    for none, or a config): on block5_conv1 (HED weights, 128 px) Lucid's transforms keep some filters
-    below 0 that fire on the plain image (docs/presets.md). A filter that fires is untouched."""
+    Fourier image in decorrelated colour through a sigmoid, Lucid's standard transforms, Adam 0.05 on the
+    raw gradient; ``fixed_image_size`` as Lucent's (:func:`jaxvis.transforms.fixed_size` last; None, the
+    network sees 12 px more). 256 steps, not Lucid's 512 (the pattern forms by about step 32:
+    docs/presets.md). Beyond Lucid, the dead-filter rule (:data:`RESTARTS`), and a filter still dead at
+    the end is rerun without the transforms (``rescue``: True, the same config with ``transform=identity()``
+    from the same key; False, none; or a config): Lucid's transforms keep some block5_conv1 filters below
+    0 that fire on the plain image (docs/presets.md). A filter that fires is untouched."""
     _no_pixel_options('lucid', options)
     pieces = {'param': P.image(), 'optimizer': optim.adam(float(step_size)), 'transform': T.standard_transforms(),
               'redirect_relu_steps': steps, 'restarts': RESTARTS, 'restart_param': P.maco(), **options}
+    if fixed_image_size is not None:
+        pieces['transform'] = T.compose(pieces['transform'], T.fixed_size(fixed_image_size))
     return _with_rescue(FilterConfig(steps=check_int('steps', steps, low=1), name='lucid', **pieces), rescue)
 
 
