@@ -20,6 +20,16 @@ _MIN_CHANNELS_IN = 128   # fewer input channels: the tile transforms cost more t
 _MIN_ROWS = {4: 512, 2: 1024}  # matmul rows (batch x tiles) below which F(m) loses to a direct conv
 
 
+def onednn_missing(dtype: str = 'float32') -> str | None:
+    """Why oneDNN cannot run ``dtype``'s convolutions here, in words (None when it can)."""
+    if onednn.available(dtype):
+        return None
+    if not onednn.available():
+        return ('needs oneDNN on CPU (pip install onednn-cpu-gomp; JAXVIS_ONEDNN names the library); '
+                'it did not load here')
+    return f'oneDNN loaded but has no {dtype} convolution on this CPU (bf16 needs AVX-512 BF16 or AMX)'
+
+
 def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', backend: str | None = None,
               kernel: tune.Conv | None = None, whole: bool = False) -> tuple[tuple[str, str], ...]:
     """``((conv layer, impl), ...)`` for the convolutions that leave 'direct'.
@@ -38,12 +48,9 @@ def conv_plan(convs, batch: int, mode: str = 'auto', dtype: str = 'float32', bac
     if mode == 'direct' or (mode == 'auto' and (dtype not in ('float32', 'bfloat16')
                                                 or backend_name(backend) != 'cpu')):
         return ()
-    if mode == 'onednn' and not (onednn.available(dtype) and backend_name(backend) == 'cpu'):
-        if onednn.available() and backend_name(backend) == 'cpu':
-            raise ValueError(f"conv='onednn': oneDNN loaded but has no {dtype} convolution on this CPU (bf16 "
-                             "needs AVX-512 BF16 or AMX); use conv='auto'")
-        raise ValueError("conv='onednn' needs oneDNN on CPU (pip install onednn-cpu-gomp; JAXVIS_ONEDNN "
-                         'names the library); it did not load here')
+    on_cpu = backend_name(backend) == 'cpu'
+    if mode == 'onednn' and (why := onednn_missing(dtype) if on_cpu else 'needs oneDNN on CPU, not this backend'):
+        raise ValueError(f"conv='onednn': {why}")
     if mode != 'auto':
         return tuple((name, mode) for name, *_ in convs)
     if whole and kernel is not None and convs and dtype == 'float32':

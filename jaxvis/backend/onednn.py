@@ -7,9 +7,8 @@ another file, ``JAXVIS_ONEDNN=0`` turns it off) and runs a 3x3 'SAME' stride-1 c
 its input gradient (backward data) on numpy arrays (:func:`run`): NHWC images, the kernel in oneDNN's own
 blocked layout (:func:`prepare`, once per job). :mod:`jaxvis.models.onednn_conv` calls it from a jitted step.
 Pure functions of their inputs: the same arrays give the same bytes (oneDNN's forward and backward-data
-convolutions reduce in a fixed order); nothing here is global but the library and cached primitives.
-Primitives take scratch memory from the caller (user scratchpad mode; the library's own is per creating
-thread, and XLA runs them on its threads: a ``gemm:jit`` one failed there, ``tests/test_onednn.py``).
+convolutions reduce in a fixed order); nothing here is global but the library and cached primitives,
+which take scratch memory from the caller (the library's own is per creating thread: :class:`_Lib`).
 """
 from __future__ import annotations
 
@@ -38,6 +37,7 @@ _vp = ctypes.c_void_p
 class _Arg(ctypes.Structure):
     _fields_ = [('arg', ctypes.c_int), ('memory', _vp)]
 
+
 def _candidates() -> list[str]:
     env = os.environ.get('JAXVIS_ONEDNN', '')
     if env:
@@ -57,8 +57,9 @@ class _Prim:
 
 
 class _Lib:
-    """The loaded library, one CPU engine and stream, the primitives' attributes (user scratchpad) and one
-    scratch buffer; calls into it hold a lock (one stream, one scratch buffer)."""
+    """The loaded library, one CPU engine and stream, the primitives' attributes (user scratchpad: XLA runs
+    them on its threads, where a ``gemm:jit`` one failed with the library's per-thread scratchpad,
+    ``tests/test_onednn.py``) and one scratch buffer; calls into it hold a lock (one stream, one buffer)."""
 
     def __init__(self, path: str):
         self.dll = dll = ctypes.CDLL(path)
@@ -142,13 +143,12 @@ def _dtype_code(dtype) -> int:
 
 class _Step:
     """One direction of a convolution: its primitive, the (argument, descriptor) it reads and writes, its
-    kernel's layout; once asked, whether it is the layout :func:`prepare` writes (:data:`PLAN_SHAPE`'s)."""
+    kernel's layout and that layout's bytes."""
 
     def __init__(self, lib: _Lib, pd: _vp, read: tuple[int, _vp], write: tuple[int, _vp]):
         self.prim, self.read, self.write = _Prim(lib, pd), read, write
         self.weights = _vp(lib.dll.dnnl_primitive_desc_query_md(pd, _Q_WEIGHTS, 0))
         self.size = _size(self.weights)
-        self.same_as_plan: bool | None = None
 
 
 class _Conv:
@@ -188,9 +188,9 @@ def _size(md: _vp) -> int:
     return int(_lib().dll.dnnl_memory_desc_get_size(md))   # called once the library loaded
 
 
-def _reordered(src_md: _vp, arr: np.ndarray, dst_md: _vp, same: bool | None = None) -> np.ndarray:
+def _reordered(src_md: _vp, arr: np.ndarray, dst_md: _vp) -> np.ndarray:
     lib = _lib()
-    if same if same is not None else lib.dll.dnnl_memory_desc_equal(src_md, dst_md):
+    if lib.dll.dnnl_memory_desc_equal(src_md, dst_md):
         return arr
     out = np.empty(_size(dst_md), np.uint8)
     lib.run(_reorder(src_md.value, dst_md.value), [(_SRC, src_md, arr), (_DST, dst_md, out)])
@@ -231,9 +231,7 @@ def run(direction: str, x: np.ndarray, kern: np.ndarray, out: np.ndarray) -> np.
     step, planned = _conv(n, h, w, c, k, dt).steps[direction], _plan(c, k, dt).steps[direction]
     if (kern := kern.reshape(-1)).dtype != np.uint8 or kern.size < planned.size:
         raise ValueError(f'the prepared kernel holds {kern.size} {kern.dtype} values, oneDNN needs {planned.size} bytes')
-    if step.same_as_plan is None:   # the layout prepare() wrote, or a reorder in every call
-        step.same_as_plan = bool(_lib().dll.dnnl_memory_desc_equal(planned.weights, step.weights))
-    wts = _reordered(planned.weights, kern[:planned.size], step.weights, step.same_as_plan)
+    wts = _reordered(planned.weights, kern[:planned.size], step.weights)   # prepare()'s layout, or reordered
     _lib().run(step.prim, [(step.read[0], step.read[1], x), (_WEIGHTS, step.weights, wts),
                            (step.write[0], step.write[1], out)])
     return out

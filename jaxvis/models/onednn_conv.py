@@ -17,6 +17,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from jaxvis.backend import onednn, xla_ffi
+from jaxvis.backend.conv_plan import onednn_missing
 
 
 def _rows(size: int, n: int) -> tuple[int, int]:
@@ -89,9 +90,8 @@ def conv3x3_onednn(x: jax.Array, wf: jax.Array, wb: jax.Array) -> jax.Array:
     """x ``[N, H, W, C]`` (float32 or bfloat16) with the prepared kernel -> ``[N, H, W, K]`` in x's dtype;
     differentiable in x."""
     c, k = x.shape[-1], wf.shape[0]
-    if not onednn.available(jnp.dtype(x.dtype).name):
-        raise ValueError(f'oneDNN has no {jnp.dtype(x.dtype).name} convolution on this CPU' + (
-            ' (bf16 needs AVX-512 BF16 or AMX)' if onednn.available() else ' (it did not load)'))
+    if why := onednn_missing(jnp.dtype(x.dtype).name):
+        raise ValueError(f'conv3x3_onednn: {why}')
     sf, sb = onednn.prepared_sizes(c, k, x.dtype)
     if wf.shape != _rows(sf, k) or wb.shape != _rows(sb, c) or wf.dtype != jnp.uint8:
         raise ValueError(f'kernel prepared for another convolution: {c} -> {k} channels in {x.dtype} takes '
