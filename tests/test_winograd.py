@@ -1,4 +1,6 @@
 """Winograd convolutions against a plain numpy convolution and lax; the per-layer plan; CPU options."""
+import re
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -11,7 +13,8 @@ from jaxvis.errors import JaxvisError
 from jaxvis.models import VGG16_BLOCKS, TinyVGG, get_model
 from jaxvis.models import vgg, vgg_layers
 from jaxvis.models.vgg import _convs, prepare_params
-from jaxvis.models.winograd import conv3x3, conv3x3_direct, conv3x3_prepared, conv3x3_winograd, prepare
+from jaxvis.models.winograd import (conv3x3, conv3x3_direct, conv3x3_prepared, conv3x3_winograd, kernel_transform,
+                                    prepare)
 from jaxvis.visualize import engine, preset, staged, visualize_filters
 
 # Relative to the output's largest magnitude; measured about 2e-6 (F2) and 2e-5 (F4) on VGG-sized layers.
@@ -128,7 +131,9 @@ def test_prepared_kernel_same_convolution_and_gradients(m):
     ct = jnp.asarray(rng.standard_normal((2, 7, 9, 6)), jnp.float32)
     impl = f'winograd{m}'
     u, ub = prepare(w, impl)
-    assert u.shape == (m + 2, m + 2, 5, 6) and ub.shape == (m + 2, m + 2, 6, 5)
+    t = m + 2   # (m + 2)^2 separate matrices, row-major over the tile positions: [C, K], and [K, C] for ub
+    assert len(u) == len(ub) == t * t and {v.shape for v in u} == {(5, 6)} and {v.shape for v in ub} == {(6, 5)}
+    np.testing.assert_array_equal(u[t + 2], kernel_transform(w, m)[1, 2])
     assert rel_err(conv3x3_prepared(x, (u, ub), impl), numpy_conv(np.asarray(x), np.asarray(w))) < TOL[m]
     np.testing.assert_allclose(conv3x3_prepared(x, (u, ub), impl), conv3x3_winograd(x, w, m), rtol=1e-5, atol=1e-5)
 
@@ -143,6 +148,25 @@ def test_prepared_kernel_same_convolution_and_gradients(m):
     np.testing.assert_array_equal(conv3x3_prepared(x, w, 'direct'), conv3x3_direct(x, w))
 
 
+@pytest.mark.parametrize('m', [2, 4])
+def test_prepared_kernel_read_in_place_by_the_products(m):
+    """Each Winograd product's dot reads its kernel matrix straight from the step's parameters, forward
+    and input gradient alike: no slice (a copy, on XLA:CPU) of a stacked kernel in the compiled program,
+    which cost as much as the products at 512 channels (docs/performance.md)."""
+    x, w = jnp.zeros((2, 8, 8, 4)), jnp.zeros((3, 3, 4, 5))
+    impl = f'winograd{m}'
+
+    def fwd_and_grad(x, k):
+        y, pull = jax.vjp(lambda a: conv3x3_prepared(a, k, impl), x)
+        return y, pull(y)[0]
+    text = jax.jit(fwd_and_grad, compiler_options=tuning.compiler_options()).lower(x, prepare(w, impl)).compile().as_text()
+    entry = text[text.index('ENTRY'):]
+    params = set(re.findall(r'(%\S+) = \S+ parameter\(', entry))
+    rhs = re.findall(r' dot\(%\S+, (%[^,)\s]+)', entry)
+    assert len(rhs) == 2 * (m + 2) ** 2   # the forward's products and the input gradient's
+    assert set(rhs) <= params, sorted(set(rhs) - params)
+
+
 def test_prepared_params_same_activations():
     """A Winograd VGG's ``prepare`` replaces its Winograd kernels by their transforms, nothing else; the
     module computes the same activations from either form."""
@@ -150,7 +174,7 @@ def test_prepared_params_same_activations():
     params = TinyVGG('block2_conv1').init(jax.random.key(1), x)['params']
     plan = (('block1_conv2', 'winograd2'), ('block2_conv1', 'winograd4'))
     prepared = prepare_params(plan)(params)
-    assert set(prepared['block1_conv2']) == {'u', 'ub', 'bias'} and prepared['block2_conv1']['u'].shape[:2] == (6, 6)
+    assert set(prepared['block1_conv2']) == {'u', 'ub', 'bias'} and len(prepared['block2_conv1']['u']) == 36
     assert prepared['block1_conv1'] is params['block1_conv1']
     tuned = TinyVGG('block2_conv1', conv=plan)
     a = jax.jit(tuned.apply)({'params': params}, x)['block2_conv1']

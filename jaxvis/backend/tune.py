@@ -38,8 +38,9 @@ REPEATS = 3
 RUN_IMAGES = 8       # a timed run covers at least this many images (calls_per_run)
 
 
-FORM = 3             # what a timing covers; 3: forward and input gradient, the kernel prepared outside the
-                     # step, oneDNN among the candidates (2: without it; 1: the input gradient alone)
+FORM = 4             # what a timing covers; 4: as 3, Winograd's kernel as separate matrices (faster);
+                     # 3: forward and input gradient, the kernel prepared outside the step, oneDNN
+                     # among the candidates (2: without it; 1: the input gradient alone)
 
 
 class Key(NamedTuple):

@@ -165,7 +165,8 @@ def _stem(blocks):
 
 def prepare_params(plan, dtype: str = 'float32'):
     """``fn(params) -> params`` with each Winograd layer of ``plan`` (``((layer, impl), ...)``) holding
-    ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`) in place of ``{'kernel', 'bias'}``:
+    ``{'u', 'ub', 'bias'}`` (:func:`jaxvis.models.winograd.prepare`, in ``dtype``, the step's precision)
+    in place of ``{'kernel', 'bias'}``:
     the same activations as the plain params up to rounding (the transforms are computed apart from the
     step), without the kernel transforms in every step. A oneDNN layer holds ``{'wf', 'wb', 'bias'}``, its
     kernel in oneDNN's layouts for ``dtype``, the step's precision."""
@@ -179,8 +180,8 @@ def prepare_params(plan, dtype: str = 'float32'):
                 if impl == 'onednn':
                     wf, wb = prepare(kernel.astype(dtype), impl)
                     out[name] = {'wf': wf, 'wb': wb, 'bias': bias}
-                else:
-                    u, ub = prepare(kernel, impl)
+                else:   # in the step's precision too: a bf16 step converts nothing per call
+                    u, ub = (tuple(v.astype(dtype) for v in k) for k in prepare(kernel, impl))
                     out[name] = {'u': u, 'ub': ub, 'bias': bias}
         return out
     return prepared

@@ -37,11 +37,9 @@ class Conv3x3(nn.Module):
         if self.has_variable('params', 'wf'):   # oneDNN's layouts (prepare_params)
             y = conv3x3_prepared(x, (self.get_variable('params', 'wf'), self.get_variable('params', 'wb')),
                                  'onednn')
-        elif self.has_variable('params', 'u'):
-            t = int(self.impl[-1]) + 2
-            u = self.param('u', nn.initializers.zeros_init(), (t, t, c, k), jnp.float32)
-            ub = self.param('ub', nn.initializers.zeros_init(), (t, t, k, c), jnp.float32)
-            y = conv3x3_prepared(x, (u, ub), self.impl)
+        elif self.has_variable('params', 'u'):  # (m + 2)^2 matrices [C, K] and [K, C] (winograd.split)
+            y = conv3x3_prepared(x, (self.get_variable('params', 'u'), self.get_variable('params', 'ub')),
+                                 self.impl)
         else:
             kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, c, k), jnp.float32)
             y = conv3x3(x, kernel.astype(x.dtype), self.impl)

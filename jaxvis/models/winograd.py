@@ -10,7 +10,9 @@ gradient goes through ``lax`` (and is dropped by XLA when nobody asks for it).
 
 The kernel's transforms cost as much as the products on the deep layers at a batch of 8 (a 512 -> 512
 kernel: 16 or 36 transformed ``[512, 512]`` matrices, twice); in an ascent the kernel never changes, so
-:func:`prepare` transforms it once and :func:`conv3x3_prepared` takes the result.
+:func:`prepare` transforms it once and :func:`conv3x3_prepared` takes the result, as ``(m + 2)^2``
+separate ``[C, K]`` matrices: XLA:CPU copies a slice of one ``[m + 2, m + 2, C, K]`` array before a dot
+reads it, which cost as much as the products at 512 channels (docs/performance.md).
 
 Rounding differs from a direct convolution: relative to the output's largest value, about 2e-6
 (F2) and 2e-5 (F4) in float32 (tests/test_winograd.py). In bfloat16 the transforms stay float32 and the
@@ -70,16 +72,23 @@ def kernel_transform(w: jax.Array, m: int) -> jax.Array:
     return jnp.einsum('ai,ijck,bj->abck', g, w.astype(jnp.float32), g)
 
 
+def split(u: jax.Array) -> tuple[jax.Array, ...]:
+    """A transformed kernel ``[t, t, C, K]`` as its ``t * t`` matrices ``[C, K]``, row-major over the tile
+    positions: the form :func:`_tiles` takes (each a buffer of its own, which a dot reads in place)."""
+    return tuple(u[a, b] for a in range(u.shape[0]) for b in range(u.shape[1]))
+
+
 def _winograd(x: jax.Array, w: jax.Array, m: int, product=_product) -> jax.Array:
     """The forward pass: x ``[N, H, W, C]``, w ``[3, 3, C, K]`` -> ``[N, H, W, K]`` (any H, W >= 1).
     ``product`` computes each of the ``(m + 2)^2`` products (scripts/bf16_matmul.py passes a bf16 one)."""
-    return _tiles(x, kernel_transform(w, m).astype(x.dtype), m, product)
+    return _tiles(x, split(kernel_transform(w, m).astype(x.dtype)), m, product)
 
 
-def _tiles(x: jax.Array, u: jax.Array, m: int, product=_product) -> jax.Array:
-    """The forward pass with the kernel transformed: x ``[N, H, W, C]``, u ``[m + 2, m + 2, C, K]`` ->
-    ``[N, H, W, K]`` in x's dtype. The transforms run in float32 whatever x's dtype (XLA:CPU's bf16
-    arithmetic is slower than its fp32), the products in u's dtype with float32 results."""
+def _tiles(x: jax.Array, u, m: int, product=_product) -> jax.Array:
+    """The forward pass with the kernel transformed: x ``[N, H, W, C]``, u the ``(m + 2)^2`` matrices
+    ``[C, K]`` of :func:`split` -> ``[N, H, W, K]`` in x's dtype. The transforms run in float32 whatever
+    x's dtype (XLA:CPU's bf16 arithmetic is slower than its fp32), the products in u's dtype with float32
+    results."""
     bt, _, at = TRANSFORMS[m]
     t = m + 2
     dtype, x = x.dtype, x.astype(jnp.float32)
@@ -92,7 +101,7 @@ def _tiles(x: jax.Array, u: jax.Array, m: int, product=_product) -> jax.Array:
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
         for b in range(t):
-            prod[a, b] = product(_combine(bt[b], rows).astype(u.dtype), u[a, b])
+            prod[a, b] = product(_combine(bt[b], rows).astype(u[a * t + b].dtype), u[a * t + b])
     cols = [[_combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
     y = jnp.stack([jnp.stack([_combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
                    for p in range(m)], axis=2)  # [N, ht, m, wt, m, K]
@@ -133,12 +142,13 @@ def _flipped(w: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _winograd_prepared(x: jax.Array, u: jax.Array, ub: jax.Array, m: int) -> jax.Array:
+def _winograd_prepared(x: jax.Array, u: tuple, ub: tuple, m: int) -> jax.Array:
     return _tiles(x, u, m)
 
 
-def _prepared_fwd(x, u, ub, m):
-    return _tiles(x.value, u.value, m), (x.value if u.perturbed else None, u.value, ub.value)
+def _prepared_fwd(x, u, ub, m):   # u, ub: tuples of CustomVJPPrimal (symbolic zeros, leaf by leaf)
+    uv, ubv = tuple(v.value for v in u), tuple(v.value for v in ub)
+    return _tiles(x.value, uv, m), (x.value if any(v.perturbed for v in u) else None, uv, ubv)
 
 
 def _prepared_bwd(m, res, g):
@@ -165,13 +175,14 @@ def _impl(impl: str) -> int:
 
 def prepare(w: jax.Array, impl: str):
     """The kernel in the form :func:`conv3x3_prepared` takes for ``impl``: w ``[3, 3, C, K]`` itself for
-    'direct'; for Winograd F(m) the pair ``(u [m+2, m+2, C, K], ub [m+2, m+2, K, C])``, the transformed
-    kernel and the transformed kernel of the input gradient, float32; for 'onednn' oneDNN's two layouts
+    'direct'; for Winograd F(m) the pair ``(u, ub)``, the transformed kernel and the transformed kernel of
+    the input gradient, float32, each as :func:`split`'s ``(m + 2)^2`` matrices (``[C, K]`` for u,
+    ``[K, C]`` for ub); for 'onednn' oneDNN's two layouts
     of w in w's dtype (:func:`jaxvis.models.onednn_conv.prepare`: prepare in the step's precision)."""
     m = _impl(impl)
     if m < 0:
         return onednn_conv.prepare(w)
-    return w if not m else (kernel_transform(w, m), kernel_transform(_flipped(w), m))
+    return w if not m else (split(kernel_transform(w, m)), split(kernel_transform(_flipped(w), m)))
 
 
 def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
@@ -183,7 +194,7 @@ def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
     if not m:
         return conv3x3_direct(x, k.astype(x.dtype))
     u, ub = k
-    return _winograd_prepared(x, u.astype(x.dtype), ub.astype(x.dtype), m)
+    return _winograd_prepared(x, tuple(v.astype(x.dtype) for v in u), tuple(v.astype(x.dtype) for v in ub), m)
 
 
 def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
