@@ -181,7 +181,7 @@ def prepare_params(plan, dtype: str = 'float32'):
                     wf, wb = prepare(kernel.astype(dtype), impl)
                     out[name] = {'wf': wf, 'wb': wb, 'bias': bias}
                 else:   # in the step's precision too: a bf16 step converts nothing per call
-                    u, ub = (tuple(v.astype(dtype) for v in k) for k in prepare(kernel, impl))
+                    u, ub = jax.tree_util.tree_map(lambda v: v.astype(dtype), prepare(kernel, impl))
                     out[name] = {'u': u, 'ub': ub, 'bias': bias}
         return out
     return prepared

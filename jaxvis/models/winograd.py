@@ -101,7 +101,8 @@ def _tiles(x: jax.Array, u, m: int, product=_product) -> jax.Array:
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
         for b in range(t):
-            prod[a, b] = product(_combine(bt[b], rows).astype(u[a * t + b].dtype), u[a * t + b])
+            k = u[a * t + b]
+            prod[a, b] = product(_combine(bt[b], rows).astype(k.dtype), k)
     cols = [[_combine(at[q], [prod[a, b] for b in range(t)]) for q in range(m)] for a in range(t)]
     y = jnp.stack([jnp.stack([_combine(at[p], [cols[a][q] for a in range(t)]) for q in range(m)], axis=3)
                    for p in range(m)], axis=2)  # [N, ht, m, wt, m, K]
@@ -193,8 +194,8 @@ def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
         return onednn_conv.conv3x3_onednn(x, *k)
     if not m:
         return conv3x3_direct(x, k.astype(x.dtype))
-    u, ub = k
-    return _winograd_prepared(x, tuple(v.astype(x.dtype) for v in u), tuple(v.astype(x.dtype) for v in ub), m)
+    u, ub = jax.tree_util.tree_map(lambda v: v.astype(x.dtype), tuple(k))
+    return _winograd_prepared(x, u, ub, m)
 
 
 def conv3x3(x: jax.Array, w: jax.Array, impl: str = 'direct') -> jax.Array:
