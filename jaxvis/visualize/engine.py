@@ -171,7 +171,8 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     step, score, make_init, opt_init, to_x, from_x, prepare = compiled
     plain = params_up_to(model, params, layer)
     p = sharding.replicate(plain, mesh)
-    p_step = p if prepare is None else sharding.replicate(prepare(plain), mesh)  # one copy unless prepared
+    p_step = p if prepare is None else sharding.replicate(  # one copy unless prepared
+        jax.tree_util.tree_map(jnp.asarray, prepare(plain)), mesh)
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
     def begin(pos, x=None):
@@ -227,7 +228,7 @@ def _compiled(model: Model, layer: str, cfg: FilterConfig, mesh, size: int, bs: 
 
         def step(params, x, opt_state, f, keys, t, real):  # one program: the padding slots run too
             return one(params, x, opt_state, f, keys, t)
-        prepare = None if model_k.prepare is None else jax.jit(model_k.prepare)
+        prepare = model_k.prepare   # run as it is: Winograd's kernel transforms are numpy (nothing to compile)
     else:  # CPU: the stem one image per call, the rest in groups
         step, prepare = staged.staged_step(model, layer, cfg, objective, cut=cut, size=size, mesh=mesh, width=width)
     score = xla.jit(jax.vmap(make_score(model, layer, objective), in_axes=(None, 0, 0)))

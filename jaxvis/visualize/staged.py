@@ -89,15 +89,17 @@ def split_params(model: Model, cut: str, params):
 
 def staged_step(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: str, size: int, mesh,
                 width: int) -> tuple[Callable, Callable]:
-    """``(step, prepare)``: the staged step and ``prepare(params) -> (stem params, rest params)``
-    (jitted). The stem's convolutions are planned as one chain at one image per call, the rest's at
-    ``width`` (:func:`jaxvis.visualize.step.specialized`)."""
+    """``(step, prepare)``: the staged step and ``prepare(params) -> (stem params, rest params)``, run
+    as it is (Winograd's kernel transforms in numpy: :func:`jaxvis.models.winograd.prepare`). The stem's
+    convolutions are planned as one chain at one image per call, the rest's at ``width``
+    (:func:`jaxvis.visualize.step.specialized`)."""
     stem_k = specialized(model, cut, cfg, size, 1, whole=True)
     rest_k = specialized(model, layer, cfg, size, width, after=cut)
     step = make_staged(model, layer, cfg, objective, cut=cut, stem_model=stem_k, rest_model=rest_k, mesh=mesh,
                        width=width)
-    prepare = jax.jit(lambda params: tuple(k.prepare(q) if k.prepare else q
-                                           for k, q in zip((stem_k, rest_k), split_params(model, cut, params))))
+
+    def prepare(params):
+        return tuple(k.prepare(q) if k.prepare else q for k, q in zip((stem_k, rest_k), split_params(model, cut, params)))
     return step, prepare
 
 
