@@ -16,14 +16,14 @@ from jaxvis.visualize import engine, preset, staged
 from jaxvis.visualize.engine import visualize_filters
 
 
-def run(monkeypatch, flag, conv, name, steps=4):
+def run(monkeypatch, flag, conv, name, steps=4, snapshot_every=None):
     monkeypatch.setenv('JAXVIS_STAGED', flag)
     engine._compiled.cache_clear()
     model = get_model('tiny', conv=conv)
     params = model.init(jax.random.key(0))
     try:
         return visualize_filters(params, 'block4_conv1', np.arange(8), preset(name, steps=steps), model=model,
-                                 size=48, key=jax.random.key(3))
+                                 size=48, key=jax.random.key(3), snapshot_every=snapshot_every)
     finally:
         engine._compiled.cache_clear()
 
@@ -34,10 +34,10 @@ def test_staged_step_is_the_one_program_step(monkeypatch, name):
     stem's gradient reaches the param through the head's pullback, the update is the same)."""
     cfg = preset(name)
     assert staged.cut_point(get_model('tiny', conv='direct'), 'block4_conv1', cfg, 48, 8) == 'block2_pool'
-    one, two = run(monkeypatch, '0', 'direct', name), run(monkeypatch, '1', 'direct', name)
+    one, two = run(monkeypatch, '0', 'direct', name, snapshot_every=4), run(monkeypatch, '1', 'direct', name)
     np.testing.assert_allclose(two.images, one.images, atol=1e-3)
     np.testing.assert_allclose(two.losses, one.losses, rtol=1e-5, atol=1e-6)
-    assert np.abs(one.images - run(monkeypatch, '0', 'direct', name, steps=1).images).max() > 1  # it ascended
+    assert one.snapshot_steps == (0, 4) and np.abs(one.images - one.snapshots[0]).max() > 1  # it ascended
 
 
 def test_where_the_step_is_staged(monkeypatch):

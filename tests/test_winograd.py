@@ -104,7 +104,7 @@ def test_gradients_match_direct(m):
     def loss(conv):
         return lambda x, w: jnp.sum(conv(x, w) * ct)
 
-    gx, gw = jax.grad(loss(lambda x, w: conv3x3_winograd(x, w, m)), argnums=(0, 1))(x, w)
+    gx, gw = jax.jit(jax.grad(loss(lambda x, w: conv3x3_winograd(x, w, m)), argnums=(0, 1)))(x, w)  # not op by op
     rx, rw = jax.grad(loss(conv3x3_direct), argnums=(0, 1))(x, w)
     assert rel_err(gx, np.asarray(rx, np.float64)) < TOL[m]
     assert rel_err(gw, np.asarray(rw, np.float64)) < 1e-5
@@ -134,13 +134,15 @@ def test_prepared_kernel_same_convolution_and_gradients(m):
     t = m + 2   # (m + 2)^2 separate matrices, row-major over the tile positions: [C, K], and [K, C] for ub
     assert len(u) == len(ub) == t * t and {v.shape for v in u} == {(5, 6)} and {v.shape for v in ub} == {(6, 5)}
     np.testing.assert_array_equal(u[t + 2], kernel_transform(w, m)[1, 2])
-    assert rel_err(conv3x3_prepared(x, (u, ub), impl), numpy_conv(np.asarray(x), np.asarray(w))) < TOL[m]
-    np.testing.assert_allclose(conv3x3_prepared(x, (u, ub), impl), conv3x3_winograd(x, w, m), rtol=1e-5, atol=1e-5)
+    conv = jax.jit(conv3x3_prepared, static_argnums=2)   # jitted: op by op, each of ~600 ops compiles alone
+    assert rel_err(conv(x, (u, ub), impl), numpy_conv(np.asarray(x), np.asarray(w))) < TOL[m]
+    np.testing.assert_allclose(conv(x, (u, ub), impl), jax.jit(conv3x3_winograd, static_argnums=2)(x, w, m),
+                               rtol=1e-5, atol=1e-5)
 
     def loss(conv):
         return lambda x, w: jnp.sum(conv(x, w) * ct)
 
-    gx, gw = jax.grad(loss(lambda x, w: conv3x3_prepared(x, prepare(w, impl), impl)), argnums=(0, 1))(x, w)
+    gx, gw = jax.jit(jax.grad(loss(lambda x, w: conv3x3_prepared(x, prepare(w, impl), impl)), argnums=(0, 1)))(x, w)
     rx, rw = jax.grad(loss(conv3x3_direct), argnums=(0, 1))(x, w)
     assert rel_err(gx, np.asarray(rx, np.float64)) < TOL[m]
     assert rel_err(gw, np.asarray(rw, np.float64)) < TOL[m]
