@@ -4,13 +4,15 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxvis import objectives as O
-from jaxvis.backend import tune, tune_chain
+from jaxvis.backend import tune, tune_chain, xla
 from jaxvis.backend.conv_plan import conv_plan
 from jaxvis.models import get_model
+from jaxvis.models.forward import forward
 from jaxvis.models.winograd import KERNEL, conv3x3_direct
 from jaxvis.visualize import engine, preset, staged
 from jaxvis.visualize.engine import visualize_filters
@@ -139,17 +141,19 @@ def test_the_padding_runs_no_stem(monkeypatch):
     """3 filters at width 8: the stem runs 3 images per step, not 8, and the 3 images are the bytes they
     have among 8 real filters (the padding's copies change no real slot)."""
     import types
-    from jaxvis.backend import xla
     calls = {'stem': 0, 'stem_back': 0}
 
-    def jit(fn, **kw):
-        f = xla.jit(fn, **kw)
+    def counting(jit):
+        def counted_jit(fn, **kw):
+            f = jit(fn, **kw)
 
-        def counted(*a):
-            calls[fn.__name__] += 1
-            return f(*a)
-        return counted
-    monkeypatch.setattr(staged, 'xla', types.SimpleNamespace(jit=jit))
+            def counted(*a):
+                calls[fn.__name__] += 1
+                return f(*a)
+            return counted
+        return counted_jit
+    monkeypatch.setattr(staged, 'xla', types.SimpleNamespace(jit=counting(xla.jit),
+                                                             jit_unforwarded=counting(xla.jit_unforwarded)))
     monkeypatch.setenv('JAXVIS_STAGED', '1')
     engine._compiled.cache_clear()
     model = get_model('tiny', conv='direct')
@@ -163,3 +167,46 @@ def test_the_padding_runs_no_stem(monkeypatch):
     finally:
         engine._compiled.cache_clear()
     assert np.array_equal(three.images, eight.images[:3]) and np.array_equal(three.history, eight.history[:, :3])
+
+
+def test_outputs_passed_through_are_the_inputs_themselves():
+    """xla.jit_unforwarded: the same values as xla.jit; an output that is an input unchanged is that
+    input (not a copy made by the program), inside any pytree, on every call of a structure."""
+    fn = lambda xs, y, i: (y * i, xs, {'again': y})
+    f = xla.jit_unforwarded(fn)
+    for k in range(2):
+        xs = [jnp.arange(6.0).reshape(2, 3) + k + i for i in range(3)]
+        y = jnp.full(3, 1.5 + k)
+        got, want = f(xs, y, 2 + k), xla.jit(fn)(xs, y, 2 + k)
+        assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_array_equal(a, b)
+        assert all(a is b for a, b in zip(got[1], xs)) and got[2]['again'] is y and got[0] is not y
+
+
+def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
+    """The staged step's stem stage passes the prepared Winograd kernels through to its pullback (the
+    same arrays for every image, not copies made per call); such a pullback gives xla.jit's gradient."""
+    real, made = xla.jit_unforwarded, []
+    monkeypatch.setattr(xla, 'jit_unforwarded', lambda fn, **kw: (lambda f: lambda *a: made.append(f(*a)) or made[-1])(
+        real(fn, **kw)))
+    engine._compiled.cache_clear()
+    try:
+        visualize_filters(tiny_params, 'block3_conv1', [0, 1], preset('seed', steps=1), size=32,
+                          model=get_model('tiny', conv='winograd4'), key=jax.random.key(0))
+    finally:
+        engine._compiled.cache_clear()
+    assert len(made) == 2   # the stem stage, once per real image of the group (2 filters, 1 step)
+    first, second = ({id(v) for v in jax.tree_util.tree_leaves(pull)} for _, pull in made[:2])
+    assert len(first & second) >= 2 * 4 * 36   # the 4 stem layers' u and ub matrices, the same arrays
+
+    model = get_model('tiny', conv='winograd4').specialize(size=32, batch=1, upto='block2_conv2')
+    params = jax.tree_util.tree_map(jnp.asarray, model.prepare(model.prune(tiny_params, 'block2_conv2')))
+    fwd = forward(model, 'block2_conv2')
+    stem = lambda p, x: jax.vjp(lambda a: fwd(p, a)['block2_conv2'], x)
+    x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3)) * 50
+    (h, pull), (h_ref, pull_ref) = real(stem)(params, x), xla.jit(stem)(params, x)
+    g = jax.random.normal(jax.random.key(1), h.shape)
+    back = xla.jit(lambda p, g: p(g)[0])
+    np.testing.assert_array_equal(h, h_ref)
+    np.testing.assert_array_equal(back(pull, g), back(pull_ref, g))

@@ -141,7 +141,7 @@ def make_staged(model: Model, layer: str, cfg: FilterConfig, objective, *, cut: 
     heads = sharding.shard_batched(head, (0, 0, None), mesh, width)
     tails = sharding.shard_batched(tail, (None, 0, 0, None), mesh, width)
     finishes = sharding.shard_batched(finish, (0, 0, 0, 0, None), mesh, width)
-    stem_j = xla.jit(stem)
+    stem_j = xla.jit_unforwarded(stem)   # its pullback holds the stem's kernels: passed through, not copied
     back_j = xla.jit(stem_back)
 
     def step(params, p, opt_state, f, keys, t, real):
