@@ -171,8 +171,7 @@ def visualize_filters(params, layer: str, filters, config: FilterConfig | str = 
     step, score, make_init, opt_init, to_x, from_x, prepare = compiled
     plain = params_up_to(model, params, layer)
     p = sharding.replicate(plain, mesh)
-    p_step = p if prepare is None else sharding.replicate(  # one copy unless prepared
-        jax.tree_util.tree_map(jnp.asarray, prepare(plain)), mesh)
+    p_step = p if prepare is None else sharding.replicate(jax.tree_util.tree_map(jnp.asarray, prepare(plain)), mesh)
     snap_steps = snapshot_steps(cfg.steps, snapshot_every)
 
     def begin(pos, x=None):
