@@ -89,7 +89,7 @@ def main() -> int:
         env['JAXVIS_CACHE'] = os.path.join(cache, 'jaxvis')
         if a.plan:
             os.makedirs(env['JAXVIS_CACHE'])
-            shutil.copyfile(a.plan, os.path.join(env['JAXVIS_CACHE'], 'tune.json'))
+            shutil.copyfile(os.path.expanduser(a.plan), os.path.join(env['JAXVIS_CACHE'], 'tune.json'))
         for run in range(a.runs):
             own_out = '--out' not in given and cmd[0] in ('filters', 'atlas')
             out = ['--out', os.path.join(cache, f'out{run}')] if own_out else []

@@ -182,14 +182,21 @@ def test_outputs_passed_through_are_the_inputs_themselves():
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
             np.testing.assert_array_equal(a, b)
         assert all(a is b for a, b in zip(got[1], xs)) and got[2]['again'] is y and got[0] is not y
+    host = np.arange(3.0)   # not a jax.Array: returned as jit returns it, never passed through
+    out = f(xs, host, 2)
+    assert isinstance(out[2]['again'], jax.Array) and out[2]['again'].dtype == jnp.float32
+    np.testing.assert_array_equal(out[2]['again'], host)
+    bf = jnp.ones(3, jnp.bfloat16)
+    with jax.numpy_dtype_promotion('standard'):   # a weak scalar, then a float32 one: two plans, as jit
+        assert f([], bf, jnp.asarray(2.0))[0].dtype == jnp.bfloat16 and f([], bf, jnp.float32(2.0))[0].dtype == jnp.float32
 
 
 def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
     """The staged step's stem stage passes the prepared Winograd kernels through to its pullback (the
     same arrays for every image, not copies made per call); such a pullback gives xla.jit's gradient."""
     real, made = xla.jit_unforwarded, []
-    monkeypatch.setattr(xla, 'jit_unforwarded', lambda fn, **kw: (lambda f: lambda *a: made.append(f(*a)) or made[-1])(
-        real(fn, **kw)))
+    monkeypatch.setattr(xla, 'jit_unforwarded', lambda fn: (lambda f: lambda *a: made.append(f(*a)) or made[-1])(real(fn)))
+    monkeypatch.setenv('JAXVIS_STAGED', '1')
     engine._compiled.cache_clear()
     try:
         visualize_filters(tiny_params, 'block3_conv1', [0, 1], preset('seed', steps=1), size=32,

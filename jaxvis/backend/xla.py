@@ -56,26 +56,34 @@ def jit(fn, **kw):
     return jax.jit(fn, compiler_options=compiler_options(), **kw)
 
 
-def jit_unforwarded(fn, **kw):
-    """:func:`jit` of ``fn``, except that outputs which are inputs passed through unchanged are not
-    outputs of the compiled program: the caller gets the input arrays themselves. XLA:CPU copies every
-    output that is an input (200 returned ``[128, 128]`` inputs: 200 copies); a staged stem's pullback
-    holds the prepared Winograd kernels, 217 of its 230 leaves, 8 MB per image and step on VGG16.
+def jit_unforwarded(fn):
+    """:func:`jit` of ``fn``, except that outputs which are input arrays passed through unchanged are
+    not outputs of the compiled program: the caller gets those ``jax.Array`` inputs themselves. XLA:CPU
+    copies every output that is an input (200 returned ``[128, 128]`` inputs: 200 copies); a staged
+    stem's pullback holds the prepared Winograd kernels, 217 of its 230 leaves, 8 MB per image and step
+    on VGG16.
 
-    ``fn`` is traced once per argument structure, shapes and dtypes (``jax.make_jaxpr``); the program
-    compiled is that jaxpr with the passed-through outputs dropped (the same computation)."""
+    ``fn`` is traced once per argument structure and abstract value (``jax.typeof``: shape, dtype, weak
+    type) of each leaf (``jax.make_jaxpr``); the program compiled evaluates that jaxpr once and returns the
+    outputs that are not passed through (the same computation). No static or donated arguments; the
+    configuration (x64, matmul precision) is that of the first call."""
     plans: dict = {}
 
     def call(*args):
         flat, in_tree = jax.tree_util.tree_flatten(args)
-        key = (in_tree, tuple((np.shape(a), getattr(a, 'dtype', type(a))) for a in flat))
+        key = (in_tree, tuple((jax.typeof(a), isinstance(a, jax.Array)) for a in flat))
         if key not in plans:
             closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-            where = {id(v): i for i, v in enumerate(closed.jaxpr.invars)}
+            where = {id(v): i for i, v in enumerate(closed.jaxpr.invars) if isinstance(flat[i], jax.Array)}
             src = [where.get(id(v)) for v in closed.jaxpr.outvars]   # the input each output is, or None
             keep = [i for i, s in enumerate(src) if s is None]
             run = jaxpr_as_fun(closed)
-            plans[key] = (src, jit(lambda *a: [run(*a)[i] for i in keep], **kw), jax.tree_util.tree_structure(shape))
+
+            def kept(*a):
+                outs = run(*a)   # traced once
+                return [outs[i] for i in keep]
+            kept.__name__ = getattr(fn, '__name__', 'kept')
+            plans[key] = (src, jit(kept), jax.tree_util.tree_structure(shape))
         src, compiled, out_tree = plans[key]
         made = iter(compiled(*flat))
         return jax.tree_util.tree_unflatten(out_tree, [next(made) if s is None else flat[s] for s in src])
