@@ -49,8 +49,9 @@ def conv3x3_direct(x: jax.Array, w: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _combine(coefs: np.ndarray, arrays: list) -> jax.Array:
-    """``sum_i coefs[i] * arrays[i]``, skipping zeros and writing +-1 as adds (fused by XLA)."""
+def _combine(coefs: np.ndarray, arrays) -> jax.Array:
+    """``sum_i coefs[i] * arrays[i]`` left to right, skipping zeros and writing +-1 as adds (fused by XLA);
+    on numpy float32 arrays (:func:`host_transform`) in float32 too (a Python float scales as float32)."""
     out = None
     for c, a in zip(coefs.tolist(), arrays):
         if c == 0:
@@ -79,19 +80,8 @@ def host_transform(w: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
     holds -0.0: zero terms are skipped), with nothing to compile: XLA:CPU took 3.8 s to compile VGG16's
     tail kernel transforms on a 2-core Xeon and 0.5-0.6 s to run them; numpy 0.4 s (0.6 handed to jax)."""
     g, w = TRANSFORMS[m][1], np.asarray(w, np.float32)
-    rows = [_host_combine(g[a], w) for a in range(m + 2)]   # [3, C, K]: G's row a over w's first axis
-    return tuple(_host_combine(g[b], r) for r in rows for b in range(m + 2))
-
-
-def _host_combine(coefs: np.ndarray, arrays: np.ndarray) -> np.ndarray:
-    """``sum_i coefs[i] * arrays[i]`` left to right in float32, zeros skipped, +-1 without a product."""
-    out = None
-    for c, a in zip(coefs.tolist(), arrays):
-        if c == 0:
-            continue
-        term = a if c == 1 else (-a if c == -1 else np.float32(c) * a)
-        out = np.array(term) if out is None else out + term
-    return out
+    rows = [_combine(g[a], w) for a in range(m + 2)]   # [3, C, K]: G's row a over w's first axis
+    return tuple(_combine(g[b], r) for r in rows for b in range(m + 2))
 
 
 def split(u: jax.Array) -> tuple[jax.Array, ...]:
