@@ -217,3 +217,29 @@ def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
     back = xla.jit(lambda p, g: p(g)[0])
     np.testing.assert_array_equal(h, h_ref)
     np.testing.assert_array_equal(back(pull, g), back(pull_ref, g))
+
+
+@pytest.mark.parametrize('name', ['seed', 'lucid'])
+def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name):
+    """The tail runs the network on a group as one batch and differentiates the sum of the filters'
+    objectives: each filter gets what ``value_and_grad`` of its own objective gives (a plain per-filter
+    re-implementation; the same bytes), whatever its batch mates."""
+    model, cfg = get_model('tiny', conv='winograd4'), preset(name)
+    rest = forward(model, 'block3_conv2', redirect=cfg.redirect, after='block2_pool')
+    objective = cfg.objective('block3_conv2')
+    shape = forward(model, 'block2_pool')(tiny_params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[1:]
+    hs = jax.nn.relu(jax.random.normal(jax.random.key(2), (8,) + shape)) * 3
+    fs = jnp.array([5, 2, 0, 1, 5, 7, 3, 3])
+    act = jnp.float32(1) if cfg.redirect else None
+    loss, dh = jax.jit(staged.tail_of_group(rest, objective))(tiny_params, hs, fs, act)
+
+    def own(h, f):
+        return jax.value_and_grad(lambda a: objective(rest(tiny_params, a[None], act), f).astype(jnp.float32))(h)
+    want_loss, want_dh = jax.jit(jax.vmap(own))(hs, fs)
+    assert loss.shape == (8,) and dh.shape == hs.shape and float(jnp.abs(dh).max()) > 0
+    np.testing.assert_array_equal(loss, want_loss)
+    np.testing.assert_array_equal(dh, want_dh)
+    mates = hs.at[1:].set(hs[::-1][:7])   # other batch mates: filter 0's result unchanged
+    loss2, dh2 = jax.jit(staged.tail_of_group(rest, objective))(tiny_params, mates, fs, act)
+    np.testing.assert_array_equal(loss2[0], loss[0])
+    np.testing.assert_array_equal(dh2[0], dh[0])

@@ -69,8 +69,9 @@ def replicate(tree, mesh: Mesh | None):
 
 
 def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None,
-                  width: int | None = None, dtype: str = 'float32') -> Callable:
-    """``jit(vmap(fn, in_axes))``, and with a mesh, under ``shard_map`` on the filter axis.
+                  width: int | None = None, dtype: str = 'float32', vmapped: bool = True) -> Callable:
+    """``jit(vmap(fn, in_axes))``, and with a mesh, under ``shard_map`` on the filter axis; with
+    ``vmapped`` False, ``fn`` takes the batch itself (``jit(fn)``: it must treat the images independently).
 
     Arguments with ``in_axes`` 0 are split across devices (their leading size must be a multiple of
     ``mesh.size``), those with None are replicated; every output is split along its leading axis.
@@ -79,7 +80,7 @@ def shard_batched(fn: Callable, in_axes: Sequence[int | None], mesh: Mesh | None
     makes the results independent of the batch size, bit for bit. ``dtype``: the network's precision
     (:func:`jaxvis.backend.xla.compiler_options`).
     """
-    batched = jax.vmap(fn, in_axes=tuple(in_axes))
+    batched = jax.vmap(fn, in_axes=tuple(in_axes)) if vmapped else fn
     if width is not None:
         batched = in_groups(batched, in_axes, width)
     jit = functools.partial(jax.jit, compiler_options=xla.compiler_options(platform(mesh), dtype))

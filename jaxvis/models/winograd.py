@@ -51,20 +51,27 @@ def conv3x3_direct(x: jax.Array, w: jax.Array) -> jax.Array:
 
 def _combine(coefs: np.ndarray, arrays) -> jax.Array:
     """``sum_i coefs[i] * arrays[i]`` left to right, skipping zeros and writing +-1 as adds (fused by XLA);
-    on numpy float32 arrays (:func:`host_transform`) in float32 too (a Python float scales as float32)."""
+    jax arrays through ``lax`` (``jnp``'s promotion checks were half of a Winograd layer's tracing; the
+    same program), numpy float32 arrays (:func:`host_transform`) in float32 too (a Python float scales as
+    float32)."""
+    add, neg, scale = _NUMPY_OPS if isinstance(arrays[0], np.ndarray) else _LAX_OPS
     out = None
     for c, a in zip(coefs.tolist(), arrays):
         if c == 0:
             continue
-        term = a if c == 1 else (-a if c == -1 else c * a)
-        out = term if out is None else out + term
+        term = a if c == 1 else (neg(a) if c == -1 else scale(c, a))
+        out = term if out is None else add(out, term)
     return out
+
+
+_LAX_OPS = (jax.lax.add, jax.lax.neg, lambda c, a: jax.lax.mul(np.float32(c), a))
+_NUMPY_OPS = (np.add, np.negative, lambda c, a: c * a)
 
 
 def _product(d: jax.Array, u: jax.Array) -> jax.Array:
     """One tile position's product: transformed input ``[N, ht, wt, C]`` @ transformed kernel ``[C, K]``,
     in their dtype with float32 results (for bf16: YNNPACK's bf16 dot, AMX where the CPU has it)."""
-    return jnp.einsum('nhwc,ck->nhwk', d, u, preferred_element_type=jnp.float32)
+    return jax.lax.dot_general(d, u, (((3,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
 def kernel_transform(w: jax.Array, m: int) -> jax.Array:
@@ -108,7 +115,8 @@ def _tiles(x: jax.Array, u, m: int, product=_product) -> jax.Array:
     ht, wt = -(-h // m), -(-wd // m)
     # Zero rows/columns past the image change nothing: 'SAME' pads with zeros there anyway.
     xp = jnp.pad(x, ((0, 0), (1, 1 + ht * m - h), (1, 1 + wt * m - wd), (0, 0)))
-    d = [[xp[:, i:i + m * ht:m, j:j + m * wt:m] for j in range(t)] for i in range(t)]  # [N, ht, wt, C]
+    d = [[jax.lax.slice(xp, (0, i, j, 0), (n, min(i + m * ht, xp.shape[1]), min(j + m * wt, xp.shape[2]), xp.shape[3]),
+                        (1, m, m, 1)) for j in range(t)] for i in range(t)]  # [N, ht, wt, C]: xp[:, i::m, j::m]
     prod = {}
     for a in range(t):
         rows = [_combine(bt[a], [d[i][j] for i in range(t)]) for j in range(t)]
