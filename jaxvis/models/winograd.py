@@ -208,8 +208,8 @@ def prepare(w: jax.Array, impl: str):
     if isinstance(w, jax.core.Tracer):   # under a transformation: XLA computes it
         return split(kernel_transform(w, m)), split(kernel_transform(_flipped(w), m))
     w = np.asarray(w, np.float32)        # concrete (the engine prepares once per job): numpy, nothing to compile
-    back = tuple(np.ascontiguousarray(v.T) for v in host_transform(w[::-1, ::-1], m))   # _flipped's transform
-    return tuple(jnp.asarray(v) for v in host_transform(w, m)), tuple(jnp.asarray(v) for v in back)
+    flipped = np.ascontiguousarray(np.swapaxes(w[::-1, ::-1], 2, 3))   # _flipped(w), [3, 3, K, C]
+    return jax.device_put((host_transform(w, m), host_transform(flipped, m)))   # one transfer (not 2 (m+2)^2)
 
 
 def conv3x3_prepared(x: jax.Array, k, impl: str) -> jax.Array:
