@@ -64,8 +64,8 @@ def _combine(coefs: np.ndarray, arrays) -> jax.Array:
     return out
 
 
-_LAX_OPS = (jax.lax.add, jax.lax.neg, lambda c, a: jax.lax.mul(np.float32(c), a))
-_NUMPY_OPS = (np.add, np.negative, lambda c, a: c * a)
+_LAX_OPS = (jax.lax.add, jax.lax.neg, jax.lax.mul)   # a Python float scales in the array's dtype
+_NUMPY_OPS = (np.add, np.negative, np.multiply)
 
 
 def _product(d: jax.Array, u: jax.Array) -> jax.Array:
