@@ -8,7 +8,8 @@ to that order (an unrolled or ``lax.map``-ped stem was no faster), hence separat
 
 1. the head, per filter: param -> image -> transform -> model input ``x`` (groups of ``width``);
 2. the stem forward, one image per call (``jax.vjp``, its pullback kept);
-3. the rest of the network and the objective, per filter in groups: the loss and ``d loss / d h``;
+3. the rest of the network on each group of ``width`` as one batch, the objective per filter: the loss and
+   ``d loss / d h`` (:func:`tail_of_group`);
 4. the stem's pullbacks, one image per call: ``d loss / d x``;
 5. the head's pullback (the head recomputed) and the update (:func:`jaxvis.visualize.step.update`).
 
