@@ -219,12 +219,12 @@ def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
     np.testing.assert_array_equal(back(pull, g), back(pull_ref, g))
 
 
-@pytest.mark.parametrize('name', ['seed', 'lucid'])
-def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name):
+@pytest.mark.parametrize('name,conv', [('seed', 'winograd4'), ('lucid', 'winograd4'), ('seed', 'direct')])
+def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name, conv):
     """The tail runs the network on a group as one batch and differentiates the sum of the filters'
     objectives: each filter gets what ``value_and_grad`` of its own objective gives (a plain per-filter
     re-implementation; the same bytes), whatever its batch mates."""
-    model, cfg = get_model('tiny', conv='winograd4'), preset(name)
+    model, cfg = get_model('tiny', conv=conv), preset(name)
     rest = forward(model, 'block3_conv2', redirect=cfg.redirect, after='block2_pool')
     objective = cfg.objective('block3_conv2')
     shape = forward(model, 'block2_pool')(tiny_params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[1:]
@@ -243,3 +243,14 @@ def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name):
     loss2, dh2 = jax.jit(staged.tail_of_group(rest, objective))(tiny_params, mates, fs, act)
     np.testing.assert_array_equal(loss2[0], loss[0])
     np.testing.assert_array_equal(dh2[0], dh[0])
+
+
+def test_the_group_tail_refuses_an_objective_of_several_numbers(tiny_params):
+    """One number per filter, as ``value_and_grad`` of a per-filter objective demands (the sum would
+    otherwise take any shape)."""
+    model = get_model('tiny', conv='direct')
+    rest = forward(model, 'block3_conv2', after='block2_pool')
+    hs = jnp.ones((2, 8, 8) + forward(model, 'block2_pool')(tiny_params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[3:])
+    tail = staged.tail_of_group(rest, lambda acts, f: acts['block3_conv2'].mean((1, 2))[0, :2])
+    with pytest.raises(TypeError, match='one number per filter'):
+        tail(tiny_params, hs, jnp.arange(2), None)

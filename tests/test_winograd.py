@@ -307,3 +307,16 @@ def test_engine_winograd_close_to_direct(tiny_params):
     again = visualize_filters(tiny_params, 'block1_conv2', [0, 1, 2], cfg, model=get_model('tiny', conv='winograd4'),
                               **kw)
     np.testing.assert_array_equal(again.images, b.images)  # same call, same bytes
+
+
+@pytest.mark.parametrize('m', [2, 4])
+def test_prepared_matrices_do_not_share_the_kernels_memory(m):
+    """A prepared kernel keeps its values when the caller's numpy kernel changes afterwards (a
+    single-term transform is a view of the kernel, which device_put may keep instead of copying)."""
+    for trial in range(20):
+        w = np.random.RandomState(trial).randn(3, 3, 16 + trial, 8).astype(np.float32)
+        u, ub = winograd.prepare(w, f'winograd{m}')
+        before = [np.array(v) for v in u + ub]
+        w[...] = 7.0
+        for v, b in zip(u + ub, before):
+            np.testing.assert_array_equal(np.asarray(v), b)

@@ -21,7 +21,9 @@ Optional hooks let a model do more, without the engine knowing what:
 * ``stem(size, upto) -> layer | None`` with ``resume(params, h, after, upto=None) -> {layer: activation}``:
   where the network may be cut for a CPU step that computes the layers up to ``layer`` one image per
   call (their working set then stays in cache, :mod:`jaxvis.visualize.staged`), and how to compute
-  the layers after ``after`` from its activation ``h``;
+  the layers after ``after`` from its activation ``h``. The staged step runs ``resume`` on a group of
+  images as one batch: it must treat them independently (no batch statistics) and return every
+  activation with the batch on axis 0;
 * ``prune(params, upto) -> params``: the params that layers up to ``upto`` need (checked);
 * ``load(path) -> params``: reads the model's weights file (default: a Keras ``.h5``, for VGG).
 """

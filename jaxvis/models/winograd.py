@@ -207,7 +207,8 @@ def prepare(w: jax.Array, impl: str):
         return w
     if isinstance(w, jax.core.Tracer):   # under a transformation: XLA computes it
         return split(kernel_transform(w, m)), split(kernel_transform(_flipped(w), m))
-    w = np.asarray(w, np.float32)        # concrete (the engine prepares once per job): numpy, nothing to compile
+    w = np.array(w, np.float32)          # concrete (the engine prepares once per job): numpy, nothing to compile;
+    # a copy: a single-term transform is a view of w, which device_put may keep instead of copying
     flipped = np.ascontiguousarray(np.swapaxes(w[::-1, ::-1], 2, 3))   # _flipped(w), [3, 3, K, C]
     return jax.device_put((host_transform(w, m), host_transform(flipped, m)))   # one transfer (not 2 (m+2)^2)
 

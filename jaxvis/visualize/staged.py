@@ -173,12 +173,17 @@ def tail_of_group(rest_fwd: Callable, objective) -> Callable:
     stem activations ``hs [n, h, w, c]`` of filters ``fs [n]``: ``rest_fwd(params, hs, active)`` runs on the
     group as one batch (under ``vmap``, one image at a time, VGG16's tail took twice as long to trace), the
     objective per filter (``vmap`` of ``objective(acts [1, ...], f)``); the gradient of their sum hands each
-    filter its own (a network that treats the images of a batch independently: the staged models' tails)."""
+    filter its own (a network that treats the images of a batch independently: :mod:`jaxvis.models.protocol`'s
+    ``resume``). An objective that does not give one number per filter raises TypeError."""
+    def one(acts_i, f):
+        value = objective(jax.tree_util.tree_map(lambda v: v[None], acts_i), f)
+        if jnp.ndim(value):   # as value_and_grad of a per-filter objective refuses it
+            raise TypeError(f'the objective must give one number per filter, it gave shape {jnp.shape(value)}')
+        return value
+
     def tail(params, hs, fs, active):
         def total(a):
-            acts = rest_fwd(params, a, active)
-            one = jax.vmap(lambda acts_i, f: objective(jax.tree_util.tree_map(lambda v: v[None], acts_i), f))
-            losses = one(acts, fs).astype(jnp.float32)
+            losses = jax.vmap(one)(rest_fwd(params, a, active), fs).astype(jnp.float32)
             return losses.sum(), losses
         (_, losses), dh = jax.value_and_grad(total, has_aux=True)(hs)
         return losses, dh
