@@ -169,11 +169,14 @@ def test_dead_filter_recovers_with_redirected_relu(tiny_params):
 def test_quality_restart_rule_keeps_a_dead_filter_the_redirect_is_raising(tiny_params):
     """lucid's rule: the redirect is on every step and only a stuck filter (gradient exactly 0) restarts."""
     p = _dead_filter_params(tiny_params, margin=1e4)     # dead for any image
-    kw = dict(steps=6, restarts=(2,))
+    # no rescue: the filter stays dead for any image, so lucid's rescue rerun (no transforms) could not revive
+    # it and each result would be the first run's bytes; it would only compile a second program per run
+    kw = dict(steps=6, restarts=(2,), rescue=False)
     redirected = run(p, 'block1_conv1', [0], **kw)
     assert preset('lucid', steps=6).redirect_relu_steps == 6
-    np.testing.assert_array_equal(redirected.images, run(p, 'block1_conv1', [0], steps=6, restarts=()).images)
-    stuck = run(p, 'block1_conv1', [0], steps=6, restarts=(), redirect_relu_steps=0)
+    np.testing.assert_array_equal(redirected.images,
+                                  run(p, 'block1_conv1', [0], steps=6, restarts=(), rescue=False).images)
+    stuck = run(p, 'block1_conv1', [0], steps=6, restarts=(), redirect_relu_steps=0, rescue=False)
     assert np.all(redirected.history == 0) and not np.array_equal(redirected.images, stuck.images)  # it moved
     restarted = run(p, 'block1_conv1', [0], redirect_relu_steps=0, **kw)
     assert not np.array_equal(stuck.images, restarted.images)   # no gradient: restarted at step 2
