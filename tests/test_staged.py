@@ -191,14 +191,16 @@ def test_outputs_passed_through_are_the_inputs_themselves():
     np.testing.assert_array_equal(out[2]['again'], host)
     bf = jnp.ones(3, jnp.bfloat16)
     with jax.numpy_dtype_promotion('standard'):   # a weak scalar, then a float32 one: two plans, as jit
-        assert f([], bf, jnp.asarray(2.0))[0].dtype == jnp.bfloat16 and f([], bf, jnp.float32(2.0))[0].dtype == jnp.float32
+        assert f([], bf, jnp.asarray(2.0))[0].dtype == jnp.bfloat16
+        assert f([], bf, jnp.float32(2.0))[0].dtype == jnp.float32
 
 
 def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
     """The staged step's stem stage passes the prepared Winograd kernels through to its pullback (the
     same arrays for every image, not copies made per call); such a pullback gives xla.jit's gradient."""
     real, made = xla.jit_unforwarded, []
-    monkeypatch.setattr(xla, 'jit_unforwarded', lambda fn: (lambda f: lambda *a: made.append(f(*a)) or made[-1])(real(fn)))
+    monkeypatch.setattr(xla, 'jit_unforwarded',
+                        lambda fn: (lambda f: lambda *a: made.append(f(*a)) or made[-1])(real(fn)))
     monkeypatch.setenv('JAXVIS_STAGED', '1')
     engine._compiled.cache_clear()
     try:
@@ -222,6 +224,11 @@ def test_stem_pullback_holds_the_kernels_not_copies(tiny_params, monkeypatch):
     np.testing.assert_array_equal(back(pull, g), back(pull_ref, g))
 
 
+def _stem_shape(model, params) -> tuple:
+    """``(h, w, c)`` of the tiny model's stem activation (block2_pool) at 32 px."""
+    return forward(model, 'block2_pool')(params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[1:]
+
+
 @pytest.mark.parametrize('name,conv', [('seed', 'winograd4'), ('lucid', 'winograd4'), ('seed', 'direct')])
 def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name, conv):
     """The tail runs the network on a group as one batch and differentiates the sum of the filters'
@@ -230,8 +237,7 @@ def test_the_group_tail_gives_each_filter_its_own_gradient(tiny_params, name, co
     model, cfg = get_model('tiny', conv=conv), preset(name)
     rest = forward(model, 'block3_conv2', redirect=cfg.redirect, after='block2_pool')
     objective = cfg.objective('block3_conv2')
-    shape = forward(model, 'block2_pool')(tiny_params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[1:]
-    hs = jax.nn.relu(jax.random.normal(jax.random.key(2), (8,) + shape)) * 3
+    hs = jax.nn.relu(jax.random.normal(jax.random.key(2), (8,) + _stem_shape(model, tiny_params))) * 3
     fs = jnp.array([5, 2, 0, 1, 5, 7, 3, 3])
     act = jnp.float32(1) if cfg.redirect else None
     loss, dh = jax.jit(staged.tail_of_group(rest, objective))(tiny_params, hs, fs, act)
@@ -253,7 +259,7 @@ def test_the_group_tail_refuses_an_objective_of_several_numbers(tiny_params):
     otherwise take any shape)."""
     model = get_model('tiny', conv='direct')
     rest = forward(model, 'block3_conv2', after='block2_pool')
-    hs = jnp.ones((2, 8, 8) + forward(model, 'block2_pool')(tiny_params, jnp.zeros((1, 32, 32, 3)))['block2_pool'].shape[3:])
+    hs = jnp.ones((2,) + _stem_shape(model, tiny_params))
     tail = staged.tail_of_group(rest, lambda acts, f: acts['block3_conv2'].mean((1, 2))[0, :2])
     with pytest.raises(TypeError, match='one number per filter'):
         tail(tiny_params, hs, jnp.arange(2), None)
